@@ -1,0 +1,1 @@
+"""Ops with a pure-torch reference path (ground truth) and optional fast paths checked against it."""
