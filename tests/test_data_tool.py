@@ -280,7 +280,7 @@ def test_mixed_channel_counts_become_rgb_unless_forced(tmp_path):
     images, _ = read_dataset(tmp_path / "rgb.zip")
     assert summary.channels == 3 and images[0].shape == (8, 8, 3)
     assert np.array_equal(images[0][..., 0], images[0][..., 2])           # gray stays gray in RGB
-    assert any("1 grayscale images to RGB" in n for n in summary.notes)
+    assert "converted 1 image from grayscale to RGB" in summary.notes
     summary = convert_dataset(src, tmp_path / "gray.zip", ConvertOptions(channels=1))
     assert summary.channels == 1 and read_dataset(tmp_path / "gray.zip")[0][1].shape == (8, 8, 1)
 
@@ -469,7 +469,7 @@ def test_cli_prints_the_summary_and_lists_skipped_files(tmp_path, capsys):
     src = write_files(tmp_path / "src", {"a.png": png_bytes(pixels((8, 8, 3), 0)),
                                          **{f"junk{i}.txt": b"x" for i in range(5)}})
     code, out, _ = run_cli(["dataset", "--source", str(src), "--dest", str(tmp_path / "o.zip"), "--list-skipped"], capsys)
-    assert code == 0 and "Wrote 1 images" in out and "8x8, 3 channels (RGB), no labels" in out
+    assert code == 0 and "Wrote 1 image to" in out and "8x8, 3 channels (RGB), no labels" in out
     assert all(f"junk{i}.txt" in out for i in range(5)) and "5  not an image file" in out
 
 

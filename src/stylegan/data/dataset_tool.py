@@ -150,13 +150,13 @@ class ConversionSummary:
         if self.label_dim == 0:
             labels = "no labels"
         elif self.onehot:
-            labels = f"{self.label_dim} classes"
+            labels = _plural(self.label_dim, "class", "classes")
         else:
             labels = f"label vectors of {self.label_dim} numbers"
         size = f"{self.resolution}x{self.resolution}"
         if self.content != (self.resolution, self.resolution):
             size += f" ({self.content[0]}x{self.content[1]} content, padded)"
-        lines = [f"Wrote {self.written:,} images to {self.dest} ({_human_bytes(self.output_bytes)})",
+        lines = [f"Wrote {_plural(self.written, 'image')} to {self.dest} ({_human_bytes(self.output_bytes)})",
                  f"  {size}, {self.channels} channel{'s' if self.channels > 1 else ''} ({mode}), {labels}",
                  f"  source: {self.source} ({self.source_kind})"]
         if self.skipped:
@@ -512,17 +512,22 @@ def _flatten(img: PIL.Image.Image, channels: int, background: int, stats: Counte
 
 # What the second pass counted -> the note the summary prints about it.
 _NOTES = {
-    "composited": "composited {n:,} images with transparency on {background}",
-    "to_rgb": "converted {n:,} grayscale images to RGB",
-    "to_gray": "converted {n:,} colour images to grayscale",
-    "rotated": "turned {n:,} images upright by their EXIF orientation",
-    "cropped": "center-cropped {n:,} images",
-    "upscaled": "enlarged {n:,} images smaller than the resolution (--allow-upscale)",
+    "composited": "composited {images} with transparency on {background}",
+    "to_rgb": "converted {images} from grayscale to RGB",
+    "to_gray": "converted {images} from colour to grayscale",
+    "rotated": "turned {images} upright by their EXIF orientation",
+    "cropped": "center-cropped {images}",
+    "upscaled": "enlarged {images} smaller than the resolution (--allow-upscale)",
 }
 
 
 def _conversion_notes(stats: Counter, opts: ConvertOptions) -> list[str]:
-    return [text.format(n=stats[key], background=opts.background) for key, text in _NOTES.items() if stats[key]]
+    return [text.format(images=_plural(stats[key], "image"), background=opts.background)
+            for key, text in _NOTES.items() if stats[key]]
+
+
+def _plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def _encode_png(img: PIL.Image.Image, compress_level: int) -> bytes:
