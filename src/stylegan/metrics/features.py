@@ -93,7 +93,7 @@ def dataset_stats(opts: MetricOptions, dataset, detector: Detector, detector_id:
     path = None
     if opts.cache:
         key = stats_mod.cache_key(dataset=stats_mod.dataset_fingerprint(dataset), num_items=num_items,
-                                  xflip=bool(getattr(dataset, "xflip", False)), detector=detector_id,
+                                  selection=stats_mod.selection_digest(dataset, num_items), detector=detector_id,
                                   resolution=getattr(dataset, "resolution", None),
                                   capture_all=capture_all, capture_mean_cov=capture_mean_cov)
         name = str(getattr(dataset, "name", "dataset")).replace(os.sep, "_")

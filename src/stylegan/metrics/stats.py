@@ -143,6 +143,21 @@ def dataset_fingerprint(dataset: Any) -> str:
     return h.hexdigest()
 
 
+def selection_digest(dataset: Any, num_items: int) -> str:
+    """Which files the first `num_items` items are, and which are mirrored: ImageDataset's max_size/seed
+    subset and xflip change the items without changing the files, so the cache key must see them."""
+    h = hashlib.sha256()
+    raw_name = getattr(dataset, "raw_name", None)
+    if callable(raw_name):
+        for i in range(num_items):
+            h.update(raw_name(i).encode() + b"\0")
+    flips = getattr(dataset, "_xflip", None)
+    if flips is not None:
+        h.update(np.asarray(flips[:num_items], dtype=bool).tobytes())
+    h.update(str(getattr(dataset, "xflip", "")).encode())
+    return h.hexdigest()
+
+
 def cache_key(**fields: Any) -> str:
     """A stable hash of JSON-able fields."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
