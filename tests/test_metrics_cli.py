@@ -1,0 +1,90 @@
+"""`stylegan metrics`: the table, the jsonl next to the network, and one-line errors."""
+import json
+import sys
+
+import pytest
+
+from stylegan.cli import main
+from stylegan.cli import metrics as cli_metrics
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from test_metrics_api import ReplayG, TinyDetector, _folder, _images  # noqa: E402
+from test_metrics_equivariance import FourierG  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("STYLEGAN_OFFLINE", "1")
+
+
+def _network_file(tmp_path, G, monkeypatch):
+    path = tmp_path / "run" / "network-snapshot-000010.safetensors"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"stand-in")  # the loader is replaced below; the command only checks that the file exists
+    monkeypatch.setattr(cli_metrics, "_load_generator", lambda p, device: G)
+    return path
+
+
+def test_equivariance_from_the_command_line(tmp_path, monkeypatch, capsys):
+    net = _network_file(tmp_path, FourierG(), monkeypatch)
+    main(["metrics", "--network", str(net), "--metrics", "eqt50k_int,eqr50k", "--num-gen", "4", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "eqt50k_int" in out and "eqr50k" in out and "metric" in out.splitlines()[-4]
+    for name in ("eqt50k_int", "eqr50k"):
+        entry = json.loads((net.parent / f"metric-{name}.jsonl").read_text().splitlines()[-1])
+        assert entry["metric"] == name and entry["snapshot_pkl"] == net.name
+        assert entry["settings"] == {"num_gen": 4}
+
+
+def test_fid_with_data_and_out_folder(tmp_path, monkeypatch, capsys):
+    from stylegan.metrics import registry
+    monkeypatch.setattr(registry, "load_inception", lambda *a, **k: (TinyDetector(), "tiny:0"))
+    data = _folder(tmp_path / "data", _images(12))
+    net = _network_file(tmp_path, ReplayG(_images(12, seed=4)), monkeypatch)
+    out = tmp_path / "results"
+    main(["metrics", "--network", str(net), "--data", str(data), "--num-gen", "12", "--device", "cpu",
+          "--workers", "0", "--out", str(out), "--cache-dir", str(tmp_path / "stats")])
+    entry = json.loads((out / "metric-fid50k_full.jsonl").read_text())
+    assert entry["results"]["fid50k_full"] > 0
+    assert "fid50k_full" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--metrics", "fid1k"], "unknown metric fid1k"),
+    (["--metrics", "fid50k_full"], "--data"),
+    (["--metrics", "eqt50k_int", "--network", "missing.safetensors"], "no such file"),
+])
+def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys, args, message):
+    net = _network_file(tmp_path, FourierG(), monkeypatch)
+    argv = ["metrics", "--network", str(net), "--device", "cpu", *args]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_offline_run_without_weights_names_the_missing_file(tmp_path, monkeypatch, capsys):
+    data = _folder(tmp_path / "data", _images(4))
+    net = _network_file(tmp_path, ReplayG(_images(4)), monkeypatch)
+    with pytest.raises(SystemExit):
+        main(["metrics", "--network", str(net), "--data", str(data), "--device", "cpu", "--num-gen", "4",
+              "--feature-dir", str(tmp_path / "features")])
+    err = capsys.readouterr().err
+    assert "pt_inception-2015-12-05-6726825d.pth" in err and str(tmp_path / "features") in err
+    assert err.count("\n") == 1
+    assert not (net.parent / "metric-fid50k_full.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_export_features_converts_what_it_finds(tmp_path, capsys):
+    import torch
+    from stylegan.metrics import weights
+    from stylegan.metrics.inception import InceptionV3
+    feat = tmp_path / "features"
+    feat.mkdir()
+    state = {k: torch.rand(v.shape) + 0.5 for k, v in weights.empty_model(InceptionV3).state_dict().items()}
+    torch.save(state, feat / "pt_inception-2015-12-05-6726825d.pth")
+    main(["metrics", "--feature-dir", str(feat), "--export-features", str(tmp_path / "ours")])
+    captured = capsys.readouterr()
+    assert (tmp_path / "ours" / "inception-2015-12-05.safetensors").is_file()
+    assert "skipped VGG16" in captured.err
