@@ -11,7 +11,7 @@ import math
 import torch
 
 
-def _batched(rows: list[list[torch.Tensor | float]], like: torch.Tensor) -> torch.Tensor:
+def batched_matrix(rows: list[list[torch.Tensor | float]], like: torch.Tensor) -> torch.Tensor:
     """Assemble a matrix whose entries are per-sample tensors [N] or plain numbers. Returns [N, R, C]."""
     n = like.shape[0]
     entries = [e if isinstance(e, torch.Tensor) else torch.full([n], float(e), dtype=like.dtype, device=like.device)
@@ -20,17 +20,25 @@ def _batched(rows: list[list[torch.Tensor | float]], like: torch.Tensor) -> torc
 
 
 def translate2d(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
-    return _batched([[1, 0, tx], [0, 1, ty], [0, 0, 1]], tx)
+    return batched_matrix([[1, 0, tx], [0, 1, ty], [0, 0, 1]], tx)
 
 
 def scale2d(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
-    return _batched([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], sx)
+    return batched_matrix([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], sx)
 
 
 def rotate2d(theta: torch.Tensor) -> torch.Tensor:
     """[[cos, -sin], [sin, cos]]. With y pointing down, theta > 0 turns coordinates clockwise on screen."""
     c, s = torch.cos(theta), torch.sin(theta)
-    return _batched([[c, -s, 0], [s, c, 0], [0, 0, 1]], theta)
+    return batched_matrix([[c, -s, 0], [s, c, 0], [0, 0, 1]], theta)
+
+
+def quarter_turn2d(k: torch.Tensor) -> torch.Tensor:
+    """rotate2d(k * pi / 2) for integer k in {0, 1, 2, 3}, with exact zeros and ones (torch.cos(pi / 2) is not 0)."""
+    k = k.long() % 4
+    cos = torch.tensor([1.0, 0.0, -1.0, 0.0], device=k.device)[k]
+    sin = torch.tensor([0.0, 1.0, 0.0, -1.0], device=k.device)[k]
+    return batched_matrix([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], cos)
 
 
 # The luma axis: colour space is rotated, reflected and scaled around the grey diagonal r = g = b.
@@ -50,12 +58,12 @@ def _luma_terms(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 def brightness3d(b: torch.Tensor) -> torch.Tensor:
     """Add b to every colour channel."""
-    return _batched([[1, 0, 0, b], [0, 1, 0, b], [0, 0, 1, b], [0, 0, 0, 1]], b)
+    return batched_matrix([[1, 0, 0, b], [0, 1, 0, b], [0, 0, 1, b], [0, 0, 0, 1]], b)
 
 
 def contrast3d(c: torch.Tensor) -> torch.Tensor:
     """Scale colours by c around zero (the middle of the [-1, 1] range)."""
-    return _batched([[c, 0, 0, 0], [0, c, 0, 0], [0, 0, c, 0], [0, 0, 0, 1]], c)
+    return batched_matrix([[c, 0, 0, 0], [0, c, 0, 0], [0, 0, c, 0], [0, 0, 0, 1]], c)
 
 
 def lumaflip3d(i: torch.Tensor) -> torch.Tensor:

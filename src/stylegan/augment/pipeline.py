@@ -151,6 +151,7 @@ class AugmentPipe(torch.nn.Module):
         cutout_size: float = 0.5,            # side of the cutout square, as a fraction of the image size
     ):
         super().__init__()
+        # Every argument but p, as given: the pipeline's recipe (locals() holds exactly the arguments here).
         kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__", "p")}
         kwargs["imgfilter_bands"] = [float(v) for v in imgfilter_bands]
         for name, value in kwargs.items():
@@ -212,10 +213,8 @@ class AugmentPipe(torch.nn.Module):
             inv = inv @ M.scale2d(1 - 2 * i, ones)
         if self.rotate90 > 0:
             # k quarter turns counter-clockwise on screen, as torch.rot90(images, k, dims=(2, 3)).
-            k = draw.gate(draw.choice(4), 0, self.rotate90 * self.p).long()
-            cos = torch.tensor([1.0, 0.0, -1.0, 0.0], device=images.device)[k]     # exact, unlike torch.cos
-            sin = torch.tensor([0.0, 1.0, 0.0, -1.0], device=images.device)[k]
-            inv = inv @ M._batched([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], cos)
+            k = draw.gate(draw.choice(4), 0, self.rotate90 * self.p)
+            inv = inv @ M.quarter_turn2d(k)
         if self.xint > 0:
             t = draw.gate(draw.uniform(-self.xint_max, self.xint_max, cols=2), 0, self.xint * self.p)  # [N, 2]
             inv = inv @ M.translate2d(-torch.round(t[:, 0] * w), -torch.round(t[:, 1] * h))
