@@ -14,6 +14,9 @@ in dB over the whole run, with peak 2 (images span [-1, 1]):
   of the original (sinc filter convolved with its rotated copy, under a Lanczos window, applied on a 4x
   upsampled grid), and the generator's output is filtered with the same band-limit ("pseudo rotation")
   so both sides carry the same spectrum.
+
+A generator without an input transform but with a learned constant input (StyleGAN2) is translated by
+shifting that constant (see `_ConstantInputShift`); NVIDIA's code refuses it. It cannot be rotated.
 """
 from __future__ import annotations
 
@@ -165,6 +168,48 @@ def pseudo_rotation(x: torch.Tensor, angle, a: int = 3) -> tuple[torch.Tensor, t
     return filter2d(x, f), mask
 
 
+def fourier_shift(x: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """Translate a periodic, band-limited [..., H, W] signal by (dx, dy) pixels (shift theorem, real part)."""
+    h, w = x.shape[-2:]
+    ky = torch.fft.fftfreq(h, device=x.device).view(-1, 1)
+    kx = torch.fft.fftfreq(w, device=x.device).view(1, -1)
+    phase = torch.exp(-2j * math.pi * (kx * dx + ky * dy))
+    return torch.fft.ifft2(torch.fft.fft2(x.to(torch.float32)) * phase).real.to(x.dtype)
+
+
+class _ConstantInputShift:
+    """EQ-T for generators without an input transform but with a learned constant input (StyleGAN2).
+
+    NVIDIA's code refuses such generators. To compare architectures we translate the constant, taken as one
+    period of a band-limited signal, by the requested fraction of the image (the shift theorem); noise and
+    everything downstream are left alone, as they are in the network. Rotation has no such reading.
+    """
+
+    def __init__(self, const: torch.nn.Parameter):
+        self.const, self.original = const, const.detach().clone()
+
+    def copy_(self, mat: torch.Tensor) -> None:
+        if not torch.allclose(mat[:2, :2], torch.eye(2, device=mat.device)):
+            raise StyleGANError("eqr50k needs a StyleGAN3 generator (G.synthesis.input.transform); "
+                                "a generator with a constant input can only be translated")
+        r = self.original.shape[-1]
+        t = -mat[:2, 2].cpu()  # the matrix maps output to input: the image moves by -translation
+        with torch.no_grad():
+            self.const.copy_(fourier_shift(self.original, float(t[0]) * r, float(t[1]) * r))
+
+
+def _input_transform(G):
+    """The object metric code sets the image transform through: StyleGAN3's buffer, or a constant-input shift."""
+    transform = getattr(getattr(getattr(G, "synthesis", None), "input", None), "transform", None)
+    if transform is not None:
+        return transform
+    consts = [p for name, p in G.named_parameters() if name.endswith("const") and p.ndim == 3]
+    if len(consts) == 1 and consts[0].shape[-1] == consts[0].shape[-2]:
+        return _ConstantInputShift(consts[0])
+    raise StyleGANError("equivariance metrics need a StyleGAN3 generator (G.synthesis.input.transform) or one "
+                        "with a learned constant input; this network has neither")
+
+
 def psnr(sum_sq: float | torch.Tensor, sum_mask: float | torch.Tensor) -> float:
     """PSNR in dB for images in [-1, 1] (peak-to-peak 2) from summed masked squared error and mask."""
     mse = float(sum_sq) / float(sum_mask)
@@ -177,10 +222,7 @@ def compute_equivariance(opts: MetricOptions, num_samples: int, batch_size: int 
                          ) -> dict[str, float]:
     """PSNRs (dB) of the requested equivariance tests over `num_samples` latents, split across ranks."""
     G = prepared_generator(opts)
-    transform = getattr(getattr(getattr(G, "synthesis", None), "input", None), "transform", None)
-    if transform is None:
-        raise StyleGANError("equivariance metrics need a StyleGAN3 generator (G.synthesis.input.transform); "
-                            "this network has no input transform")
+    transform = _input_transform(G)
     seed = derive_seed(opts.seed, dist.get_rank(), "equivariance")
     rng = torch.Generator(device=opts.device).manual_seed(seed)
     labels = label_sampler(opts, batch_size, seed)

@@ -207,7 +207,10 @@ class InceptionV3(nn.Module):
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """Pool features [N, 2048] of images [N, 3, H, W] with values in [0, 255]."""
-        x = self.preprocess(img)
+        return self.trunk(self.preprocess(img))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool features [N, 2048] of already preprocessed inputs [N, 3, 299, 299]."""
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"):
             x = getattr(self, name)(x)
         x = F.max_pool2d(x, 3, stride=2)
