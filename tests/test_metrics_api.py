@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylegan.core.errors import StyleGANError, UsageError
-from stylegan.metrics import METRICS, calc_metric, parse_metric_list, registry, report_metric
+from stylegan.metrics import METRICS, calc_metric, parse_metric_list, read_reports, registry, report_metric
 from stylegan.metrics.ppl import ppl_from_distances
 
 
@@ -145,6 +145,11 @@ def test_report_appends_one_json_line_per_evaluation(tiny, tmp_path):
     entry = json.loads(lines[1])
     assert entry["snapshot_pkl"] == "network-snapshot-000200.pkl"
     assert set(entry) >= {"results", "metric", "total_time", "total_time_str", "num_gpus", "snapshot_pkl", "timestamp"}
+    with open(run_dir / "metric-fid50k_full.jsonl", "a") as f:
+        f.write('{"results": {"fid50k_full"')  # a run killed mid-write
+    history = read_reports(run_dir, "fid50k_full")
+    assert [e["kimg"] for e in history] == [100, 200]
+    assert read_reports(run_dir, "kid50k_full") == []
 
 
 def test_names_and_parsing():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,3 +235,22 @@ def report_metric(result: dict, run_dir: str | os.PathLike | None = None, snapsh
             f.flush()
             os.fsync(f.fileno())
     return line
+
+
+def read_reports(run_dir: str | os.PathLike, name: str) -> list[dict]:
+    """The JSON lines of <run_dir>/metric-<name>.jsonl, oldest first, each with "kimg" added when its snapshot
+    name ends in a number (network-snapshot-000400.* -> 400): what a curve of the metric against kimg needs.
+    Lines that do not parse (a run killed mid-write) are skipped."""
+    path = Path(run_dir) / f"metric-{name}.jsonl"
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        digits = re.search(r"(\d+)\D*$", str(entry.get("snapshot_pkl") or ""))
+        entry["kimg"] = int(digits.group(1)) if digits else None
+        entries.append(entry)
+    return entries
