@@ -6,6 +6,7 @@ A result is NVIDIA's dict: {"results": {...}, "metric": name, "total_time": s, "
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -191,6 +192,17 @@ def _format_time(seconds: float) -> str:
     return f"{s // 3600}h {(s // 60) % 60:02d}m {s % 60:02d}s"
 
 
+@contextlib.contextmanager
+def _full_precision():
+    """TF32 off while measuring (as NVIDIA's calc_metrics sets it); the caller's settings come back after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def calc_metric(name: str, G: torch.nn.Module | None = None, data=None, *, device="auto", mirror: bool = False,
                 feature_dir=None, cache_dir=None, cache: bool = True, download: bool = True,
                 num_gen: int | None = None, max_real: int | None = None, batch_size: int = 64,
@@ -208,7 +220,8 @@ def calc_metric(name: str, G: torch.nn.Module | None = None, data=None, *, devic
                          batch_size=batch_size, num_workers=num_workers, seed=seed, progress=progress,
                          G_kwargs=dict(G_kwargs or {}))
     start = time.time()
-    results = {k: float(v) for k, v in spec.fn(opts).items()}
+    with _full_precision():
+        results = {k: float(v) for k, v in spec.fn(opts).items()}
     for key, value in results.items():  # every rank reports rank 0's numbers
         results[key] = float(dist.broadcast_(torch.tensor([value], dtype=torch.float64, device=opts.device)).item())
     total = time.time() - start
