@@ -392,3 +392,22 @@ def test_download_is_checked_against_its_checksum(tmp_path, monkeypatch):
         weights.load_inception(tmp_path)
     assert not (weights.cache_root() / "features" / "pt_inception-2015-12-05-6726825d.pth").exists()
     assert not list((weights.cache_root() / "features").glob(".*tmp*"))
+
+
+def test_a_tensor_pointing_outside_its_storage_is_an_error_not_a_crash(tmp_path):
+    # A crafted stream: a 2-element storage viewed as 1000 elements.
+    buf = io.BytesIO()
+    torch.save({"layers.conv.weight": torch.zeros(2)}, buf)
+    import zipfile
+    with zipfile.ZipFile(buf) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    key = next(n for n in files if n.endswith("data.pkl"))
+    assert b"K\x02\x85" in files[key]
+    files[key] = files[key].replace(b"K\x02\x85", b"M\xe8\x03\x85")  # size (2,) -> (1000,)
+    patched = io.BytesIO()
+    with zipfile.ZipFile(patched, "w") as zf:
+        for n, data in files.items():
+            zf.writestr(n, data)
+    (tmp_path / "inception-2015-12-05.pkl").write_bytes(pickle.dumps(_JitWrapped(patched.getvalue())))
+    with pytest.raises(StyleGANError, match="cannot read the pickle"):
+        weights.load_inception(tmp_path)

@@ -134,7 +134,8 @@ class SymbolicUnpickler(pickle.Unpickler):
 def _replay(data: bytes, storages=None) -> Any:
     try:
         return SymbolicUnpickler(io.BytesIO(data), storages).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+            RuntimeError, zipfile.BadZipFile) as exc:  # RuntimeError: a tensor view outside its storage
         raise StyleGANError(f"cannot read the pickle ({type(exc).__name__}: {exc})") from None
 
 
@@ -198,6 +199,9 @@ def read_pickled_tensors(data: bytes) -> dict[str, torch.Tensor]:
     _walk(_replay(data), "", tensors, archives, set())
     for archive in archives:  # a TorchScript module rides inside as the bytes of its zip
         inner: dict[str, torch.Tensor] = {}
-        _walk(_read_torchscript_archive(archive), "", inner, [], set())
+        try:
+            _walk(_read_torchscript_archive(archive), "", inner, [], set())
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise StyleGANError(f"the embedded archive is damaged ({exc})") from None
         tensors.update(inner)
     return tensors
