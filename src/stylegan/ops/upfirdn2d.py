@@ -7,8 +7,8 @@ The same sequence as scipy.signal.upfirdn, applied per channel on both image axe
   4. downsample by keeping every down-th pixel.
 
 `upfirdn2d_ref` is the ground truth, written for clarity. `upfirdn2d` dispatches to a faster polyphase
-path (strided and transposed depthwise convolutions, which never touch the inserted zeros) that is tested
-against the reference on random inputs, values and gradients.
+path (strided and transposed depthwise convolutions, which never touch the inserted zeros; see
+`_upfirdn2d_fast`) that is tested against the reference on random inputs, values and gradients.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from stylegan.ops._dispatch import use_fast
 
 Padding = int | Sequence[int]
 
@@ -131,14 +133,19 @@ def upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[in
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] = 1, down: int | Sequence[int] = 1,
               padding: Padding = 0, flip_filter: bool = False, gain: float = 1, impl: str = "auto") -> torch.Tensor:
-    """upfirdn2d with the implementation chosen by `impl`: 'ref', 'fast', or 'auto' (fast when available)."""
-    if impl not in ("auto", "ref", "fast"):
-        raise ValueError(f"impl must be 'auto', 'ref' or 'fast', got {impl!r}")
-    if impl != "ref":
-        from stylegan.ops import _upfirdn2d_fast
-        fast = getattr(_upfirdn2d_fast, "upfirdn2d_fast", None)
-        if fast is not None:
-            return fast(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    """upfirdn2d with the implementation chosen by `impl`: 'ref', 'fast', or 'auto' (the fast path).
+
+    The fast path (`_upfirdn2d_fast`) is polyphase and never multiplies inserted zeros; it matches the reference
+    to float rounding and supports gradients of any order with respect to x (not f)."""
+    from stylegan.ops import _upfirdn2d_fast as fast
+
+    unsupported = None
+    if not fast.supports(x):
+        unsupported = f"dtype {x.dtype} on {x.device.type}"
+    elif f is not None and f.requires_grad:
+        unsupported = "the filter requires grad"
+    if use_fast("upfirdn2d", impl, unsupported):
+        return fast.upfirdn2d_fast(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 
