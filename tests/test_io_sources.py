@@ -1,0 +1,154 @@
+"""Network sources: local paths, and URLs downloaded into the cache, verified and reused. Only file:// URLs and a
+local HTTP server on 127.0.0.1 are used; nothing leaves the machine."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import json
+import socket
+import threading
+
+import pytest
+
+from stylegan.core.errors import StyleGANError
+from stylegan.io.formats import describe_format, sniff_format
+from stylegan.io.sources import cache_dir, cached_path, download, is_url, resolve_source
+
+PAYLOAD = b"\x80\x04" + bytes(range(256)) * 64
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    hits: list[str] = []
+    lie_about_length: set[str] = set()
+
+    def do_GET(self):
+        self.hits.append(self.path)
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        length = len(body) + (100 if self.path in self.lie_about_length else 0)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    _Handler.files, _Handler.hits, _Handler.lie_about_length = {"/models/net.pkl": PAYLOAD}, [], set()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_cache_location_follows_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("STYLEGAN_CACHE")
+    assert cache_dir().parts[-2:] == (".cache", "stylegan")
+
+
+def test_local_paths(tmp_path):
+    f = tmp_path / "a.pkl"
+    f.write_bytes(PAYLOAD)
+    assert resolve_source(str(f)) == f
+    with pytest.raises(StyleGANError, match="no such file"):
+        resolve_source(tmp_path / "missing.pkl")
+    with pytest.raises(StyleGANError, match="is a folder"):
+        resolve_source(tmp_path)
+    assert is_url("https://x/y.pkl") and is_url("file:///tmp/y.pkl") and not is_url(str(f))
+
+
+def test_http_download_is_cached_and_reused(server):
+    base, handler = server
+    url = f"{base}/models/net.pkl"
+    path = download(url)
+    assert path.read_bytes() == PAYLOAD and path.parent == cache_dir() / "downloads"
+    assert path.name.endswith("-net.pkl")
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    assert meta["sha256"] == hashlib.sha256(PAYLOAD).hexdigest() and meta["size"] == len(PAYLOAD)
+    assert resolve_source(url) == path
+    assert handler.hits == ["/models/net.pkl"]              # the second call was served from the cache
+
+
+def test_corrupted_cache_is_downloaded_again(server):
+    base, handler = server
+    url = f"{base}/models/net.pkl"
+    path = download(url)
+    path.write_bytes(PAYLOAD[:-1] + b"X")                   # same size, different content
+    assert download(url).read_bytes() == PAYLOAD
+    assert len(handler.hits) == 2
+
+
+def test_file_url_goes_through_the_cache(tmp_path):
+    src = tmp_path / "model.pkl"
+    src.write_bytes(PAYLOAD)
+    url = src.as_uri()
+    path = resolve_source(url)
+    assert path != src and path.read_bytes() == PAYLOAD and path == cached_path(url)
+    src.unlink()                                            # reused without the source
+    assert resolve_source(url) == path
+
+
+def test_pinned_hash(tmp_path):
+    src = tmp_path / "model.pkl"
+    src.write_bytes(PAYLOAD)
+    good = hashlib.sha256(PAYLOAD).hexdigest()
+    assert download(f"{src.as_uri()}#sha256={good}").read_bytes() == PAYLOAD
+    with pytest.raises(StyleGANError, match="not the pinned"):
+        download(f"{src.as_uri()}#sha256={'0' * 64}")
+
+
+def test_http_errors_are_one_line(server):
+    base, handler = server
+    with pytest.raises(StyleGANError, match="answered 404"):
+        download(f"{base}/nope.pkl")
+    handler.lie_about_length.add("/models/net.pkl")
+    with pytest.raises(StyleGANError) as info:
+        download(f"{base}/models/net.pkl")
+    assert "\n" not in str(info.value)
+    assert not cached_path(f"{base}/models/net.pkl").exists()     # nothing half-written is left
+
+
+def test_offline_error_says_how_to_pass_a_local_file():
+    with contextlib.closing(socket.socket()) as s:               # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StyleGANError, match=r"without network access.*local path.*--network .*model\.pkl"):
+        download(f"http://127.0.0.1:{port}/model.pkl", timeout=5)
+
+
+@pytest.mark.parametrize("content,kind", [
+    (b"", "empty"),
+    (b"<!DOCTYPE html><html>quota exceeded</html>", "html"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\n", "git-lfs"),
+    (b"\x80\x04\x95", "pickle"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"hello world\n", "text"),
+    (b"\x00\x01\x02\xff" * 8, "unknown"),
+])
+def test_sniffing(tmp_path, content, kind):
+    f = tmp_path / "file"
+    f.write_bytes(content)
+    assert sniff_format(f) == kind
+    assert describe_format(kind)
+
+
+def test_sniffing_safetensors_and_torch_zip(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "a.safetensors"))
+    assert sniff_format(tmp_path / "a.safetensors") == "safetensors"
+    torch.save({"x": torch.zeros(2)}, tmp_path / "b.pt")
+    assert sniff_format(tmp_path / "b.pt") == "torch-zip"
