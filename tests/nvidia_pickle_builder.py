@@ -324,3 +324,27 @@ def tf_discriminator(D: torch.nn.Module, static_kwargs: dict, *, ada: bool, orig
         vars_["lod"] = np.float32(0)
     func = "D_main" if ada else ("D_stylegan" if orig_lods else "D_stylegan2")
     return tf_network("D", func, static_kwargs, vars_)
+
+
+# --- small shared fixtures -------------------------------------------------------------------------------------------
+
+TINY_G = dict(z_dim=8, w_dim=8, c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8,
+              mapping_kwargs=dict(num_layers=1), architecture="skip")
+TINY_D = dict(c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8,
+              epilogue_kwargs=dict(mbstd_group_size=2))
+
+
+def tiny_snapshot(path: str | Path, augment_p: float = 0.4) -> dict:
+    """An 8x8 StyleGAN2 snapshot (a fraction of a second to write and read); returns the original modules."""
+    return write_snapshot(path, G_kwargs=TINY_G, D_kwargs=TINY_D, family="stylegan2", augment_p=augment_p)
+
+
+class SystemCall:
+    """Pickles as os.system(cmd): an attacker's payload, for tests that it is refused."""
+
+    def __init__(self, cmd: str):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        import os
+        return os.system, (self.cmd,)

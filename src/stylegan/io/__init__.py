@@ -8,7 +8,8 @@
     describe_network_file(path) / format_description(info)    what `stylegan info` prints
 
 load_network picks a reader by looking at the file's first bytes; other formats (NVIDIA pickles) register a
-reader in LOADERS. Nothing here unpickles or runs code from a file.
+reader in LOADERS. A path may also be a URL, downloaded once into the cache (sources.py). Nothing here runs code
+from a file: NVIDIA pickles go through a restricted unpickler (nvidia_pickle.py).
 """
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ import torch
 
 from stylegan.core.device import resolve_device
 from stylegan.core.errors import StyleGANError
+from stylegan.io.formats import describe_format, sniff_format
+from stylegan.io.nvidia_pickle import is_nvidia_pickle, load_nvidia_network, load_nvidia_networks
 from stylegan.io.safetensors_format import (
     FORMAT_VERSION, is_safetensors_file, load_network_safetensors, load_networks_safetensors, read_network_file,
     save_network, save_networks)
+from stylegan.io.sources import resolve_source
 from stylegan.networks.presets import module_summary
 
 
@@ -40,19 +44,18 @@ class Loader:
 
 LOADERS: list[Loader] = [
     Loader("safetensors", is_safetensors_file, load_network_safetensors, load_networks_safetensors),
+    Loader("NVIDIA pickle", is_nvidia_pickle, load_nvidia_network, load_nvidia_networks),
 ]
 
 
 def _loader_for(path: str | os.PathLike) -> tuple[Path, Loader]:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise StyleGANError(f"{path}: no such file")
+    path = resolve_source(path)             # a local file, or a URL's verified download in the cache
     for loader in LOADERS:
         if loader.sniff(path):
             return path, loader
     known = ", ".join(loader.name for loader in LOADERS)
     raise StyleGANError(f"{path}: not a network file this stylegan can read (it reads: {known}); "
-                        "save networks with stylegan.save_network")
+                        f"it looks like {describe_format(sniff_format(path))}")
 
 
 def load_network(path: str | os.PathLike, what: str = "g_ema", device: str | torch.device = "cpu") -> torch.nn.Module:
