@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from stylegan.ops._dispatch import use_fast
 from stylegan.ops.bias_act import bias_act
 from stylegan.ops.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d_ref
 
@@ -56,14 +57,22 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
                    b: torch.Tensor | None = None, up: int = 1, down: int = 1, padding: Padding = 0,
                    gain: float = math.sqrt(2), slope: float = 0.2, clamp: float | None = None,
                    flip_filter: bool = False, impl: str = "auto") -> torch.Tensor:
-    """filtered_lrelu with the implementation chosen by `impl`: 'ref', 'fast', or 'auto'."""
-    if impl not in ("auto", "ref", "fast"):
-        raise ValueError(f"impl must be 'auto', 'ref' or 'fast', got {impl!r}")
-    if impl != "ref":
-        from stylegan.ops import _filtered_lrelu_fast
-        fast = getattr(_filtered_lrelu_fast, "filtered_lrelu_fast", None)
-        if fast is not None:
-            return fast(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope,
-                        clamp=clamp, flip_filter=flip_filter)
+    """filtered_lrelu with the implementation chosen by `impl`: 'ref', 'fast', or 'auto' (the fast path).
+
+    The fast path (`_filtered_lrelu_fast`) is fused and chunked, and keeps only x and b for backward; it matches the
+    reference to float rounding, values and gradients (second order included)."""
+    from stylegan.ops import _filtered_lrelu_fast as fast
+    from stylegan.ops import _upfirdn2d_fast
+
+    unsupported = None
+    if not _upfirdn2d_fast.supports(x):
+        unsupported = f"dtype {x.dtype} on {x.device.type}"
+    elif not fast.supports(gain):
+        unsupported = f"gain {gain} <= 0"
+    elif any(t is not None and t.requires_grad for t in (fu, fd)):
+        unsupported = "a filter requires grad"
+    if use_fast("filtered_lrelu", impl, unsupported):
+        return fast.filtered_lrelu_fast(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain,
+                                        slope=slope, clamp=clamp, flip_filter=flip_filter)
     return filtered_lrelu_ref(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope,
                               clamp=clamp, flip_filter=flip_filter)
