@@ -84,7 +84,7 @@ def main() -> None:
                     row = {"cfg": cfg, "resolution": res, "precision": precision, "batch": batch}
                     try:
                         row.update(measure(G, batch, args.seconds, args.png, device))
-                    except torch.OutOfMemoryError:
+                    except torch.cuda.OutOfMemoryError:
                         row["error"] = "out of memory"
                         torch.cuda.empty_cache()
                     print(json.dumps(row), flush=True)
