@@ -11,15 +11,13 @@ import shlex
 import numpy as np
 import PIL.Image
 import pytest
+from fastapi.testclient import TestClient          # the `test` extra installs FastAPI; without it, fail loudly
 
-pytest.importorskip("fastapi", reason="the visualizer's API tests need the extra: pip install 'stylegan[viz]'")
-from fastapi.testclient import TestClient  # noqa: E402
-
-import stylegan  # noqa: E402
-from stylegan.generate import RenderOptions, render  # noqa: E402
-from stylegan.viz import ServeConfig, create_app  # noqa: E402
-from stylegan.viz.server import STATIC_DIR  # noqa: E402
-from test_viz_support import make_tree  # noqa: E402
+import stylegan
+from stylegan.generate import RenderOptions, render
+from stylegan.viz import ServeConfig, create_app
+from stylegan.viz.server import STATIC_DIR
+from test_viz_support import make_tree
 
 BASE = "http://127.0.0.1:7860"
 

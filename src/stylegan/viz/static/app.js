@@ -22,7 +22,7 @@ const state = {
   animT: 0,           // seconds of transform animation
   animating: false,
   scheduled: false,
-  superseded: 0,
+  commandFor: null,   // JSON of the parameters the command box speaks of
 };
 
 function newClientId() {
@@ -116,7 +116,7 @@ async function render() {
     res = await fetch("/api/render", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
-    if (res.status === 409) { state.superseded++; return; }     // a newer request is on its way
+    if (res.status === 409) return;                             // superseded: a newer request is on its way
     if (seq < state.shownSeq) return;                            // something newer is already on screen
     if (!res.ok) {
       const data = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
@@ -146,6 +146,7 @@ async function show(blob, params, seq, headers, roundTripMs) {
   state.shownSeq = seq;
   img.dataset.seq = String(seq);
   img.dataset.params = JSON.stringify(params);
+  if (state.commandFor !== img.dataset.params) $("command-box").hidden = true;    // it was for another picture
   applyZoom();
   showError("");
   const w = headers.get("X-Image-Width"), h = headers.get("X-Image-Height");
@@ -361,10 +362,12 @@ async function chooseNetwork() {
 
 // Copy command and Export both answer with a command line (Export also writes files); show it and copy it.
 async function showCommand(path) {
+  const params = currentParams();
   let data;
   try {
-    data = await postJSON(path, currentParams());
+    data = await postJSON(path, params);
   } catch (err) { showError(err.message); return; }
+  state.commandFor = JSON.stringify(params);
   $("command-box").hidden = false;
   $("command").textContent = data.command || "(no single stylegan generate line for this picture)";
   const notes = [];
