@@ -12,7 +12,9 @@ from stylegan.generate import (
     LaplacianPyramidL1, ProjectOptions, load_ws, project, psnr, render, run_projection, synthesize)
 from stylegan.generate.project import laplacian_pyramid, noise_regularization
 from stylegan.generate.render import noise_buffers
-from test_generate_support import nets, run_cli, tiny_generator  # noqa: F401  (nets is a fixture)
+from test_generate_support import nets, run_cli, tiny_generator, one_thread  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 W_AVG_SAMPLES = 2000        # the paper's 10000 buys nothing on a 64-d tiny network and costs seconds
 

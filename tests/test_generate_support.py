@@ -46,6 +46,16 @@ def nets(tmp_path_factory):
     return dict(_saved)
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread. The tiny networks' ops are too small to split across threads, and on a
+    busy 2-core machine the second thread mostly waits for a core: projections ran 10x slower with two here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def run_cli(args: list, capsys) -> tuple[int, str, str]:
     """Run `stylegan ARGS` in-process: (exit code, stdout, stderr)."""
     with pytest.raises(SystemExit) as exit_info:

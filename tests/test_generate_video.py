@@ -8,7 +8,9 @@ import pytest
 import stylegan
 from stylegan.core.errors import UsageError
 from stylegan.generate import RenderOptions, VideoOptions, interpolate, parse_translate_path, render, video_frames
-from test_generate_support import nets, run_cli  # noqa: F401  (nets is a fixture)
+from test_generate_support import nets, run_cli, one_thread  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read_video(path) -> tuple[dict, list[np.ndarray]]:
