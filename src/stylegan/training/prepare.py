@@ -1,0 +1,152 @@
+"""From flags to a checked TrainingConfig, before any work starts.
+
+Every kind of bad input is reported here, as one line that names the flag: a missing or invalid dataset, --cond
+without labels, a batch that does not split across processes and --batch-gpu, an unwritable outdir, a device
+that is not there, a damaged resume file, weights that do not fit the run.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import torch
+
+from stylegan.core import dist
+from stylegan.core.device import resolve_device
+from stylegan.core.errors import StyleGANError, UsageError
+from stylegan.data import ImageDataset
+from stylegan.networks import generator_config
+from stylegan.training import rundir
+from stylegan.training.config import (
+    FRESH_RUN_FLAGS, TrainingConfig, new_run_config, parse_metrics, resumed_run_config)
+from stylegan.training.state import FORMAT_KEY, load_training_state
+
+
+def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingConfig:
+    """Resolve and check the options of `stylegan train` (option name -> value; None = not given).
+
+    --resume latest         continue the newest run in --outdir from its newest training state; if that run has
+                            none, start a new run when the flags describe one
+    --resume STATE          continue the run that wrote this training-state-*.safetensors, in its directory
+    --resume NETWORK        a new run initialised from a network file (transfer learning)
+    """
+    say = (lambda *a: None) if quiet else dist.print0
+    flags = dict(flags)
+    outdir = flags.get("outdir")
+    if not outdir:
+        raise UsageError("--outdir is required: the folder that holds the numbered run directories")
+    resume = flags.get("resume") or None
+    state_path = None
+    if resume == "latest":
+        state_path = rundir.find_latest_state(outdir)
+        if state_path is None:
+            missing = [f"--{n}" for n in FRESH_RUN_FLAGS if flags.get(n) is None]
+            if missing:
+                raise UsageError(f"--resume latest: the newest run in {outdir} has no training state to continue; "
+                                 f"to start a new run instead, give {', '.join(missing)}")
+            say(f"--resume latest: no training state in {outdir} yet; starting a new run")
+            flags["resume"] = None
+    elif resume is not None:
+        path = Path(resume).expanduser()
+        if not path.is_file():
+            raise UsageError(f"--resume {resume}: no such file; give a training-state-*.safetensors, a network "
+                             "file, or 'latest'")
+        if path.name.startswith(rundir.STATE_PREFIX) or _is_state_file(path):
+            state_path = path
+        flags["resume"] = str(path)
+
+    if state_path is not None:
+        saved = _saved_config(state_path)
+        config = resumed_run_config(saved, flags, str(state_path))
+        config.run.resume = str(state_path)
+        config.run.run_dir = str(Path(state_path).parent)
+    else:
+        config = new_run_config(flags)
+    _check_world(config, flags)
+    rundir.check_outdir_writable(config.run.outdir)
+    device = resolve_device(config.run.device)
+    if device.type == "cuda" and config.run.gpus > 1 and not dist.launched_by_torchrun():
+        if torch.cuda.device_count() < config.run.gpus:
+            raise UsageError(f"--gpus {config.run.gpus}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    _check_precision(config, device)
+    _check_dataset(config, fresh=state_path is None)
+    if config.run.metrics:
+        from stylegan.training.metrics_hook import check_metrics
+        check_metrics(config.run.metrics)
+    if state_path is None and config.run.resume:
+        from stylegan.training.transfer import check_pretrained
+        check_pretrained(config, config.run.resume)
+    return config
+
+
+def _is_state_file(path: Path) -> bool:
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return FORMAT_KEY in (f.metadata() or {})
+    except Exception:  # noqa: BLE001 - not a safetensors file: a pickle or a damaged file, judged later
+        return False
+
+
+def _saved_config(path: Path) -> TrainingConfig:
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return TrainingConfig.from_dict(json.loads(meta["config"]))
+    except Exception:  # noqa: BLE001
+        load_training_state(path)       # raises the precise message for a damaged file
+        raise StyleGANError(f"--resume {path}: the training state holds no readable config") from None
+
+
+def _check_world(config: TrainingConfig, flags: dict[str, Any]) -> None:
+    """Under torchrun the world size comes from torchrun; --gpus must agree with it when given."""
+    if not dist.launched_by_torchrun():
+        return
+    import os
+    world = int(os.environ["WORLD_SIZE"])
+    if flags.get("gpus") is not None and int(flags["gpus"]) != world:
+        raise UsageError(f"--gpus {flags['gpus']}: torchrun started {world} processes; leave --gpus out under "
+                         "torchrun, the world size comes from it")
+    batch, batch_gpu = config.run.batch, config.run.batch_gpu
+    if batch % world or (batch // world) % batch_gpu:
+        raise UsageError(f"--batch {batch} does not divide evenly across {world} torchrun processes and "
+                         f"--batch-gpu {batch_gpu}")
+    config.run.gpus = world
+
+
+def _check_precision(config: TrainingConfig, device: torch.device) -> None:
+    n = config.network
+    if n.precision == "auto":
+        # Mixed precision is a CUDA feature; on a CPU it would only change conv_clamp.
+        n.precision = "fp16" if device.type == "cuda" else "fp32"
+    if n.precision == "bf16" and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        raise UsageError(f"--precision bf16: {device.type} here does not support bfloat16; "
+                         "use --precision fp16 (CUDA) or fp32")
+
+
+def _check_dataset(config: TrainingConfig, fresh: bool) -> None:
+    d = config.data
+    try:
+        dataset = ImageDataset(d.path, use_labels=d.cond, xflip=d.mirror)
+    except StyleGANError as exc:
+        raise UsageError(f"--data: {exc}") from None
+    with dataset:
+        if d.cond and not dataset.has_labels:
+            raise UsageError(f"--cond: the dataset {d.path} has no labels (no dataset.json with labels); "
+                             "drop --cond, or build the dataset with labels (stylegan dataset --help)")
+        found = dict(name=dataset.name, resolution=dataset.resolution, channels=dataset.num_channels,
+                     label_dim=dataset.label_dim, size=len(dataset) // (2 if d.mirror else 1))
+    if not fresh:
+        for key in ("resolution", "channels", "label_dim"):
+            if getattr(d, key) != found[key]:
+                raise UsageError(f"--data {d.path}: the dataset now has {key} {found[key]}, but the run being "
+                                 f"resumed was trained with {key} {getattr(d, key)}")
+    for key, value in found.items():
+        setattr(d, key, value)
+    try:
+        generator_config(config.network.cfg, d.resolution, d.label_dim)
+    except UsageError:
+        low = 16 if config.network.cfg.startswith("stylegan3") else 8
+        raise UsageError(f"--data {d.path}: images are {d.resolution}x{d.resolution}; --cfg {config.network.cfg} "
+                         f"needs square images whose side is a power of two >= {low}") from None

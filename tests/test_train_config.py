@@ -1,0 +1,132 @@
+"""Training options: presets, resolution of flags, and a clear one-line message for every kind of bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stylegan.cli import main
+from stylegan.core.errors import UsageError
+from stylegan.training.config import PRESETS, TrainingConfig, new_run_config, resumed_run_config
+from stylegan.training.prepare import prepare_config
+from test_train_common import flags, write_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {"plain": write_dataset(root / "plain.zip", count=8), "labels": write_dataset(root / "labels.zip", count=8, labels=True)}
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *args])
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_presets_follow_nvidia_train_py():
+    # stylegan3 train.py: map 8/2, glr 0.002/0.0025, style mixing and pl only for stylegan2, blur only for -r.
+    assert (PRESETS["stylegan2"].map_depth, PRESETS["stylegan2"].glr) == (8, 0.002)
+    assert (PRESETS["stylegan3-t"].map_depth, PRESETS["stylegan3-t"].glr) == (2, 0.0025)
+    assert PRESETS["stylegan2"].style_mixing_prob == 0.9 and PRESETS["stylegan2"].pl_weight == 2
+    assert PRESETS["stylegan3-t"].blur_init_sigma == 0 and PRESETS["stylegan3-r"].blur_init_sigma == 10
+    c = new_run_config(dict(outdir="o", cfg="stylegan3-r", data="d", batch=64, gamma=2))
+    assert c.loss.blur_fade_kimg == 400 and c.optim.ema_kimg == 20 and c.optim.ema_rampup == 0.05
+    assert c.loss.r1_interval == 16 and c.optim.betas == (0.0, 0.99) and c.optim.eps == 1e-8
+    assert c.augment.mode == "ada" and c.augment.p == 0 and c.augment.speed_kimg == 500
+    # Fine-tuning from a network file: no EMA rampup, no blur, faster ADA (NVIDIA's --resume).
+    t = new_run_config(dict(outdir="o", cfg="stylegan3-r", data="d", batch=64, gamma=2, resume="net.safetensors"))
+    assert t.optim.ema_rampup is None and t.loss.blur_init_sigma == 0 and t.augment.speed_kimg == 100
+
+
+def test_config_round_trips_through_json():
+    c = new_run_config(dict(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=10, metrics="none", mirror=True))
+    assert TrainingConfig.from_json(c.to_json()) == c
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(batch=10, gpus=4), "--batch 10 does not divide evenly across --gpus 4"),
+    (dict(batch=32, batch_gpu=12), "--batch-gpu 12 does not divide the per-GPU batch 32"),
+    (dict(batch=8, batch_gpu=2), "--batch-gpu 2 must be a multiple of --mbstd-group 4"),
+    (dict(gamma=-1), "--gamma"),
+    (dict(aug="sometimes"), "--aug: unknown mode"),
+    (dict(aug="fixed"), "--aug fixed needs --p"),
+])
+def test_bad_batch_and_options_name_the_flag(extra, message):
+    base = dict(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=1)
+    with pytest.raises(UsageError, match=message.replace("-", r"\-")):
+        new_run_config({**base, **extra})
+
+
+def test_resumed_run_may_change_only_its_length_and_reporting():
+    saved = new_run_config(dict(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=10))
+    c = resumed_run_config(saved, dict(kimg=100, snap=5, gamma=10, cfg="stylegan2"), "state")
+    assert (c.run.kimg, c.run.snap) == (100, 5)
+    with pytest.raises(UsageError, match="was trained with --gamma 10"):
+        resumed_run_config(saved, dict(gamma=2), "state")
+
+
+def test_dry_run_prints_resolved_options_and_creates_nothing(tmp_path, data, capsys):
+    args = ["--outdir", str(tmp_path / "runs"), "--cfg", "stylegan3-t", "--data", str(data["plain"]), "--batch", "8",
+            "--gamma", "2", "--mirror", "--dry-run", "--device", "cpu"]
+    main(["train", *args])
+    out = capsys.readouterr().out
+    options = json.loads(out.split("Training options:\n", 1)[1].split("\n\n", 1)[0])
+    assert options["network"]["map_depth"] == 2 and options["data"]["mirror"] is True
+    assert options["data"]["resolution"] == 16 and options["network"]["precision"] == "fp32"
+    assert "Dry run" in out
+    assert not any((tmp_path / "runs").iterdir())
+
+
+def test_missing_required_flags(tmp_path, capsys):
+    code, _, err = run_cli(["--outdir", str(tmp_path)], capsys)
+    assert code == 2 and "--cfg is required" in err
+
+
+@pytest.mark.parametrize("case", ["missing", "not_a_dataset", "cond", "outdir", "device", "corrupt_state",
+                                  "corrupt_network"])
+def test_bad_input_is_one_clear_line(case, tmp_path, data, capsys):
+    f = flags(tmp_path / "runs", data["plain"])
+    expected = {
+        "missing": "--data: dataset",
+        "not_a_dataset": "--data: dataset",
+        "cond": "--cond: the dataset",
+        "outdir": "--outdir",
+        "device": "--device cuda",
+        "corrupt_state": "is damaged or incomplete",
+        "corrupt_network": "--resume",
+    }[case]
+    if case == "missing":
+        f["data"] = str(tmp_path / "nothing.zip")
+    elif case == "not_a_dataset":
+        (tmp_path / "notes.txt").write_text("hello")
+        f["data"] = str(tmp_path / "notes.txt")
+    elif case == "cond":
+        f["cond"] = True
+    elif case == "outdir":
+        (tmp_path / "file").write_text("")
+        f["outdir"] = str(tmp_path / "file" / "runs")      # a path below a regular file cannot be created
+    elif case == "device":
+        if __import__("torch").cuda.is_available():
+            pytest.skip("a CUDA device is present")
+        f["device"] = "cuda"
+    elif case == "corrupt_state":
+        (tmp_path / "training-state-000000001000.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not")
+        f["resume"] = str(tmp_path / "training-state-000000001000.safetensors")
+    elif case == "corrupt_network":
+        (tmp_path / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+        f["resume"] = str(tmp_path / "broken.safetensors")
+    args = []
+    for k, v in f.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    code, out, err = run_cli(args, capsys)
+    assert code == 2, out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_cond_with_labels_is_accepted(tmp_path, data):
+    c = prepare_config(flags(tmp_path, data["labels"], cond=True), quiet=True)
+    assert c.data.label_dim == 3

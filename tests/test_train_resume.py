@@ -1,0 +1,105 @@
+"""Exact resume: stopping a run (cleanly, or with SIGKILL in the middle of a snapshot) and continuing it with
+--resume latest ends with the same bits as a run that never stopped. Also the golden losses of that run.
+
+Regenerate tests/golden/train_losses.json after an intended change of the training dynamics with
+    STYLEGAN_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_train_resume.py -k golden
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylegan.training import prepare_config, train
+from stylegan.training.state import HANG_ENV
+from test_train_common import flags, only_run, state_tensors, write_dataset
+
+GOLDEN = Path(__file__).parent / "golden" / "train_losses.json"
+STEPS = 6                   # batch 8: kimg 0.048
+RUN = dict(kimg=STEPS * 8 / 1000, tick=0.008, snap=3, seed=3)       # one tick per step, a snapshot every 3
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data") / "blobs.zip", count=32)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, dataset):
+    """The uninterrupted run: 6 steps of tiny StyleGAN2 with ADA, lazy R1 and path length regularisation."""
+    outdir = tmp_path_factory.mktemp("full")
+    return train(prepare_config(flags(outdir, dataset, **RUN), quiet=True))
+
+
+def assert_same_state(a: Path, b: Path) -> None:
+    ta, tb = state_tensors(a), state_tensors(b)
+    assert ta.keys() == tb.keys()
+    different = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:5]}"
+
+
+@pytest.mark.slow
+def test_stopped_and_resumed_run_is_bit_identical(tmp_path, dataset, full_run):
+    outdir = tmp_path / "runs"
+    half = train(prepare_config(flags(outdir, dataset, **{**RUN, "kimg": RUN["kimg"] / 2}), quiet=True))
+    resumed = train(prepare_config(dict(outdir=str(outdir), resume="latest", kimg=RUN["kimg"]), quiet=True))
+    assert resumed == half                                      # continued in the same directory
+    assert_same_state(resumed, full_run)
+    # The log and the stats carry on: every tick once, in order.
+    ticks = [json.loads(line)["tick"] for line in (resumed / "stats.jsonl").read_text().splitlines()]
+    assert ticks == sorted(set(ticks)) and len(ticks) == STEPS
+    assert (resumed / "log.txt").read_text().count("Resuming") == 1
+
+
+@pytest.mark.slow
+def test_sigkill_during_snapshot_resumes_from_last_complete_state(tmp_path, dataset, full_run):
+    outdir = tmp_path / "runs"
+    args = []
+    for k, v in flags(outdir, dataset, **RUN).items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    # The test hook (stylegan/training/state.py) stalls the 2nd state write halfway through its temporary file.
+    env = dict(os.environ, **{HANG_ENV: "2"})
+    proc = subprocess.Popen([sys.executable, "-m", "stylegan", "train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        for line in proc.stderr:
+            if "[test hook]" in line or time.time() > deadline:
+                break
+        assert proc.poll() is None, "the run ended before the hook paused it"
+        run_dir = only_run(outdir)
+        assert list(run_dir.glob(".training-state-*.tmp*")), "no half-written state to be killed over"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    complete = sorted(run_dir.glob("training-state-*.safetensors"))
+    assert len(complete) == 1                                   # the first snapshot's; the second never landed
+
+    resumed = train(prepare_config(dict(outdir=str(outdir), resume="latest"), quiet=True))
+    assert resumed == run_dir
+    assert not list(run_dir.glob(".*.tmp*"))                    # the debris of the kill was cleaned up
+    assert_same_state(resumed, full_run)
+
+
+@pytest.mark.slow
+def test_golden_losses(full_run):
+    """The first losses of a fixed tiny run: a change in the training dynamics changes these numbers."""
+    keys = ["loss/G", "loss/D", "r1_penalty", "pl_penalty", "scores/real", "scores/fake"]
+    rows = [json.loads(line) for line in (full_run / "stats.jsonl").read_text().splitlines()]
+    got = [{k: row[k] for k in keys if k in row} for row in rows[:4]]
+    if os.environ.get("STYLEGAN_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps({"run": RUN, "losses": got}, indent=1) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    assert want["run"] == RUN, "the golden file was made with other settings; regenerate it"
+    assert [sorted(r) for r in got] == [sorted(r) for r in want["losses"]]
+    for g, w in zip(got, want["losses"]):
+        for k in w:
+            assert g[k] == pytest.approx(w[k], rel=1e-4, abs=1e-6), (k, g, w)
