@@ -89,7 +89,7 @@ class DiscriminatorBlock(torch.nn.Module):
             y = self.skip(x, gain=np.sqrt(0.5))
             x = self.conv0(x)
             x = self.conv1(x, gain=np.sqrt(0.5))
-            x = y.add_(x)
+            x = y + x                                      # out of place, as op outputs may be views
         else:
             x = self.conv0(x)
             x = self.conv1(x)

@@ -190,7 +190,7 @@ class SynthesisBlock(torch.nn.Module):
                 y = self.skip(x, gain=np.sqrt(0.5))
                 x = self.conv0(x, next(w_iter), **kw)
                 x = self.conv1(x, next(w_iter), gain=np.sqrt(0.5), **kw)
-                x = y.add_(x)
+                x = y + x                                  # out of place, as op outputs may be views
             else:
                 x = self.conv0(x, next(w_iter), **kw)
                 x = self.conv1(x, next(w_iter), **kw)
@@ -201,7 +201,7 @@ class SynthesisBlock(torch.nn.Module):
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            img = img.add_(y) if img is not None else y
+            img = img + y if img is not None else y      # out of place: op outputs may be autograd views
         return x, img
 
     def extra_repr(self) -> str:
