@@ -145,9 +145,18 @@ CASES = [c for c in map(_random_case, range(400)) if _valid(*c)][:120]
 TOLERANCES = {torch.float32: dict(rtol=2e-5, atol=2e-5), F64: dict(rtol=1e-10, atol=1e-10)}
 
 
+@pytest.fixture(params=["direct", "chunked"])
+def path(request, monkeypatch):
+    """The fast path runs small filters/tensors as one NCHW pass and the rest in channels-last chunks: test both."""
+    if request.param == "chunked":
+        monkeypatch.setattr(_upfirdn2d_fast, "SMALL_TAPS", 0)
+        monkeypatch.setattr(_upfirdn2d_fast, "SMALL_NUMEL", 0)
+    return request.param
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_fast_matches_ref_on_random_cases_values_and_gradients(dtype):
+def test_fast_matches_ref_on_random_cases_values_and_gradients(dtype, path):
     assert len(CASES) >= 100
     for i, (shape, f, kw) in enumerate(CASES):
         f = None if f is None else f.to(dtype)
@@ -162,7 +171,7 @@ def test_fast_matches_ref_on_random_cases_values_and_gradients(dtype):
         torch.testing.assert_close(gf, gr, **TOLERANCES[dtype], msg=lambda m: f"grad case {i} {kw}: {m}")
 
 
-def test_fast_double_backward_matches_ref():
+def test_fast_double_backward_matches_ref(path):
     # R1 differentiates a gradient, so the discriminator's resampling needs second-order gradients.
     for i, (shape, f, kw) in enumerate(CASES[:30]):
         x = _rand(*shape, seed=i)
@@ -181,7 +190,7 @@ def test_fast_double_backward_matches_ref():
     (2, 1, [2, 1, 2, 1], [1, 3, 3, 1]), (1, 2, [1, 1, 1, 1], [1, 3, 3, 1]), (2, 2, [0, 0, 0, 0], [1, 2, 1]),
     (3, 1, [-1, 2, 0, 1], None), (1, 1, [1, 1, 1, 1], [[1., 2.], [0., 1.]]),
 ])
-def test_fast_gradcheck_and_gradgradcheck(up, down, pad, f):
+def test_fast_gradcheck_and_gradgradcheck(up, down, pad, f, path):
     f = torch.as_tensor(f, dtype=F64) if f is not None else None
     x = _rand(1, 2, 5, 4).requires_grad_(True)
     fn = lambda t: upfirdn2d_fast(t, f, up=up, down=down, padding=pad, gain=1.5)        # noqa: E731
@@ -199,6 +208,8 @@ def test_ref_gradcheck():
 
 def test_fast_processes_channels_in_chunks(monkeypatch):
     # Force many small chunks (including a ragged last one); the result must not depend on the chunking.
+    monkeypatch.setattr(_upfirdn2d_fast, "SMALL_TAPS", 0)
+    monkeypatch.setattr(_upfirdn2d_fast, "SMALL_NUMEL", 0)
     monkeypatch.setattr(_upfirdn2d_fast, "CHUNK_BYTES", 3 * 20 * 20 * 4)
     x = _rand(3, 7, 9, 9, dtype=torch.float32).requires_grad_(True)
     f = setup_filter([1, 3, 3, 1])

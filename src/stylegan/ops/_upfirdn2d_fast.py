@@ -24,6 +24,8 @@ from stylegan.ops.upfirdn2d import filter_size, output_size, parse_padding, pars
 
 CL = torch.channels_last
 CHUNK_BYTES = 4 << 20       # target size of the largest per-chunk intermediate (fits in L2/L3)
+SMALL_TAPS = 16             # filters up to 4x4 run as one 2-D pass over NCHW data (see Resampler)
+SMALL_NUMEL = 1 << 16       # so do tensors this small, where per-chunk overhead would dominate
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def supports(x: torch.Tensor) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# One FIR step on a channels-last [1, n, H, W] tensor.
+# One FIR step on a [1, n, H, W] tensor (channels-last chunks, or all channels at once in NCHW).
 
 def _pad(x: torch.Tensor, pad: list[int]) -> torch.Tensor:
     # F.pad crops where an entry is negative, and keeps the channels-last layout.
@@ -85,7 +87,7 @@ def _fir(x: torch.Tensor, taps: torch.Tensor, upx: int, upy: int, downx: int, do
          px0: int, px1: int, py0: int, py1: int) -> torch.Tensor:
     """upfirdn of each channel with the correlation kernel `taps` [kh, kw] (already flipped and scaled).
 
-    x: channels-last [1, n, H, W]. Returns channels-last [1, n, H', W'] with H', W' as in `output_size`.
+    x: [1, n, H, W]. Returns [1, n, H', W'] in x's memory format, with H', W' as in `output_size`.
     """
     n = x.shape[1]
     kh, kw = taps.shape
@@ -103,7 +105,8 @@ def _fir(x: torch.Tensor, taps: torch.Tensor, upx: int, upy: int, downx: int, do
     y = F.conv_transpose2d(x, w, stride=(upy, upx), padding=(sy, sx), groups=n)
     y = _pad(y, [sx - ex0, sx - ex1, sy - ey0, sy - ey1])
     if downx > 1 or downy > 1:
-        y = y[:, :, ::downy, ::downx].contiguous(memory_format=CL)
+        layout = CL if x.is_contiguous(memory_format=CL) and not x.is_contiguous() else torch.contiguous_format
+        y = y[:, :, ::downy, ::downx].contiguous(memory_format=layout)
     return y
 
 
@@ -123,7 +126,12 @@ def separable_factors(f: torch.Tensor, rtol: float) -> tuple[torch.Tensor, torch
 
 
 class Resampler:
-    """A prepared upfirdn2d (filter taps in x's dtype, geometry) that runs on channels-last [1, n, H, W] chunks."""
+    """A prepared upfirdn2d: filter taps in x's dtype, and the geometry.
+
+    Called on a channels-last [1, n, H, W] chunk, a separable filter runs as two 1-D passes. `direct` runs the
+    whole [1, N*C, H, W] tensor in NCHW as one 2-D pass: for small filters (StyleGAN2's 4x4) the work is bound by
+    memory traffic, so one pass beats two and the channels-last round trip would cost more than it saves.
+    """
 
     def __init__(self, f: torch.Tensor | None, g: Geometry, flip_filter: bool, gain: float, dtype: torch.dtype,
                  device: torch.device):
@@ -145,6 +153,8 @@ class Resampler:
             col, row = factors
             self.row = row.reshape(1, -1).to(dtype)
             self.col = (col * gain).reshape(-1, 1).to(dtype)
+            self.taps2d = torch.outer(col * gain, row).to(dtype)
+        self.small = self.fw * self.fh <= SMALL_TAPS
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         g = self.g
@@ -152,6 +162,10 @@ class Resampler:
             return _fir(x, self.taps2d, g.upx, g.upy, g.downx, g.downy, g.px0, g.px1, g.py0, g.py1)
         x = _fir(x, self.row, g.upx, 1, g.downx, 1, g.px0, g.px1, 0, 0)
         return _fir(x, self.col, 1, g.upy, 1, g.downy, 0, 0, g.py0, g.py1)
+
+    def direct(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.g
+        return _fir(x, self.taps2d, g.upx, g.upy, g.downx, g.downy, g.px0, g.px1, g.py0, g.py1)
 
     def work_size(self, h: int, w: int) -> int:
         """Elements per channel of the largest intermediate, for choosing the chunk size."""
@@ -198,6 +212,9 @@ class _UpFirDn2d(torch.autograd.Function):
         ctx.save_for_backward(f)
         ctx.geometry, ctx.flip_filter, ctx.gain, ctx.in_hw = g, flip_filter, gain, (h, w)
         r = Resampler(f, g, flip_filter, gain, x.dtype, x.device)
+        if r.small or x.numel() <= SMALL_NUMEL:
+            y = r.direct(x.reshape(1, -1, h, w))                             # all N*C channels as one image
+            return y.reshape(x.shape[0], x.shape[1], *y.shape[2:])
         step = chunk_size(x.shape[0] * x.shape[1], r.work_size(h, w), x.element_size())
         return run_chunked(x, g.out_size(h, w, fw, fh), step, lambda chunk, _: r(chunk))
 
