@@ -34,14 +34,11 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         weight = weight * (1 / np.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    w = None
+    # Demodulation (eq. 3): sum_{i,k} (s_i w_oik)^2 = sum_i s_i^2 sum_k w_oik^2, an [N, I] x [I, O] product, so the
+    # per-sample [N, O, I, kh, kw] weights are never built just to be squared and summed (nor kept for backward).
     dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)                  # [N, O, I, kh, kw]
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()                   # [N, O]
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(n, -1, 1, 1, 1)                                    # [N, O, I, kh, kw]
+        dcoefs = (styles.square() @ weight.square().sum([2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
@@ -53,7 +50,11 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
             x = x + noise.to(x.dtype)
         return x
 
-    # Fused: fold the batch into groups so each sample is convolved with its own weights.
+    # Fused: fold the batch into groups so each sample is convolved with its own weights, built in one multiply.
+    scale = styles.reshape(n, 1, -1)                                              # [N, 1, I]
+    if demodulate:
+        scale = scale * dcoefs.reshape(n, -1, 1)                                  # [N, O, I]
+    w = weight.unsqueeze(0) * scale.unsqueeze(-1).unsqueeze(-1)                   # [N, O, I, kh, kw]
     x = x.reshape(1, -1, *x.shape[2:])                                            # [1, N*I, H, W]
     w = w.reshape(-1, in_ch, kh, kw)                                              # [N*O, I, kh, kw]
     x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, groups=n,
@@ -79,12 +80,15 @@ def modulated_conv2d_sg3(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demo
     if demodulate:
         w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
         s = s * s.square().mean().rsqrt()
-    w = w.unsqueeze(0) * s.reshape(n, 1, in_ch, 1, 1)                             # [N, O, I, kh, kw]
+    # Modulation, demodulation and input gain are per (sample, output, input) scales of the shared weights: combine
+    # them at [N, O, I] (demodulation as an [N, I] x [I, O] product) and build the per-sample weights in one multiply.
+    scale = s.reshape(n, 1, in_ch)                                                # [N, 1, I]
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()                   # [N, O]
-        w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
+        dcoefs = (s.square() @ w.square().sum([2, 3]).t() + 1e-8).rsqrt()         # [N, O]
+        scale = scale * dcoefs.reshape(n, out_ch, 1)                              # [N, O, I]
     if input_gain is not None:
-        w = w * input_gain.expand(n, in_ch).reshape(n, 1, in_ch, 1, 1)
+        scale = scale * input_gain.expand(n, in_ch).reshape(n, 1, in_ch)
+    w = w.unsqueeze(0) * scale.unsqueeze(-1).unsqueeze(-1)                        # [N, O, I, kh, kw]
 
     x = x.reshape(1, -1, *x.shape[2:])                                            # [1, N*I, H, W]
     w = w.reshape(-1, in_ch, kh, kw)                                              # [N*O, I, kh, kw]
