@@ -130,3 +130,28 @@ def test_bad_input_is_one_clear_line(case, tmp_path, data, capsys):
 def test_cond_with_labels_is_accepted(tmp_path, data):
     c = prepare_config(flags(tmp_path, data["labels"], cond=True), quiet=True)
     assert c.data.label_dim == 3
+
+
+def test_ema_and_lazy_regularisation_follow_nvidia(tmp_path, data):
+    import math
+
+    import torch
+
+    from stylegan.data import ImageDataset
+    from stylegan.training.ema import ema_beta
+    from stylegan.training.trainer import Trainer
+
+    # Half-life batch*10/32 kimg, at most 0.05 * nimg during the rampup (StyleGAN2-ADA's training loop).
+    assert ema_beta(10**6, 32, 10, 0.05) == 0.5 ** (32 / 10000)
+    assert ema_beta(1000, 32, 10, 0.05) == 0.5 ** (32 / 50)
+    assert ema_beta(1000, 32, 10, None) == 0.5 ** (32 / 10000)
+    # Lazy regularisation: lr and betas scaled by c = k/(k+1): k=4 for G (stylegan2), k=16 for D.
+    c = prepare_config(flags(tmp_path, data["plain"], glr=0.002, dlr=0.002), quiet=True)
+    with ImageDataset(c.data.path) as dataset:
+        trainer = Trainer(c, dataset, torch.device("cpu"))
+    assert [p.name for p in trainer.phases] == ["Gmain", "Greg", "Dmain", "Dreg"]
+    g, d = trainer.opt_G.param_groups[0], trainer.opt_D.param_groups[0]
+    assert math.isclose(g["lr"], 0.002 * 4 / 5) and math.isclose(g["betas"][1], 0.99 ** (4 / 5))
+    assert math.isclose(d["lr"], 0.002 * 16 / 17) and math.isclose(d["betas"][1], 0.99 ** (16 / 17))
+    assert g["betas"][0] == 0 and g["eps"] == 1e-8
+    assert [p.interval for p in trainer.phases] == [1, 4, 1, 16]

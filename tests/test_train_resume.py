@@ -93,13 +93,15 @@ def test_golden_losses(full_run):
     """The first losses of a fixed tiny run: a change in the training dynamics changes these numbers."""
     keys = ["loss/G", "loss/D", "r1_penalty", "pl_penalty", "scores/real", "scores/fake"]
     rows = [json.loads(line) for line in (full_run / "stats.jsonl").read_text().splitlines()]
-    got = [{k: row[k] for k in keys if k in row} for row in rows[:4]]
+    got = [{k: row[k] for k in keys if k in row} for row in rows[:4]]      # later steps amplify rounding
     if os.environ.get("STYLEGAN_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps({"run": RUN, "losses": got}, indent=1) + "\n")
     want = json.loads(GOLDEN.read_text())
     assert want["run"] == RUN, "the golden file was made with other settings; regenerate it"
     assert [sorted(r) for r in got] == [sorted(r) for r in want["losses"]]
+    # Another CPU, thread count or BLAS changes these by up to ~2e-3 (measured: 1 vs 2 threads); a change in
+    # the dynamics (a learning rate, a loss weight, an interval, the EMA) moves them by much more.
     for g, w in zip(got, want["losses"]):
         for k in w:
-            assert g[k] == pytest.approx(w[k], rel=1e-4, abs=1e-6), (k, g, w)
+            assert g[k] == pytest.approx(w[k], rel=5e-3, abs=1e-5), (k, g, w)
