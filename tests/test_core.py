@@ -60,3 +60,17 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
 def test_cli_help_lists_commands_and_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "stylegan", "--help"], capture_output=True, text=True, check=True)
     assert "Usage:" in out.stdout
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    from stylegan.core.files import atomic_path
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.bin") as f:
+            f.write(b"x")
+        with atomic_path(tmp_path / "b.png") as tmp:
+            tmp.write_bytes(b"y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o644
