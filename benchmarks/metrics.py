@@ -8,11 +8,12 @@ Feature extraction (random weights, no files needed), in images per second:
   vgg16_pr    VGG16 fc7 features of 256x256 images (resized to 224): precision/recall.
   vgg16_lpips LPIPS embedding of 256x256 images: PPL (two per sample).
 
-fid50k_full: `calc_metric('fid50k_full', ...)` is run end to end on `--fid-items` generated and real 256x256
-images (a folder dataset, Inception weights written to a temp folder, the 'stylegan2' generator at 256 if the
-networks are available, otherwise a stand-in that returns noise), and its time split into real-image features,
-generated features and the rest (sqrtm). The 50k estimate scales each part linearly: 50,000 generated images,
-and 70,000 reals (FFHQ) on the first run only, since real statistics are cached afterwards. Timings take the
+fid50k_full: the parts are timed apart: the generator per image (the 'stylegan2' preset at 256 with random
+weights if the networks are available, else a stand-in returning noise), Inception per image (above), and the
+Frechet distance (one 2048x2048 matrix square root, the same cost at any sample count). The estimate is
+50,000 x (generator + Inception) + Frechet, plus 70,000 x Inception for the reals (FFHQ) on a first run;
+afterwards the real statistics come from the cache. A small end-to-end `calc_metric` run (`--fid-items`
+images each side) is reported next to what the parts predict for it. Timings take the
 median of --repeats; shared machines are noisy, so read ratios within one run.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from stylegan.metrics import calc_metric, weights  # noqa: E402
+from stylegan.metrics import calc_metric, formulas, weights  # noqa: E402
 from stylegan.metrics.inception import InceptionV3  # noqa: E402
 from stylegan.metrics.vgg import VGG16  # noqa: E402
 
@@ -100,7 +101,7 @@ def _generator(device: torch.device):
         return _NoiseG().to(device), f"stand-in returning noise (no stylegan.build_generator: {type(exc).__name__})"
 
 
-def fid_estimate(device: torch.device, items: int, batch: int) -> dict:
+def fid_estimate(device: torch.device, items: int, batch: int, inception_rate: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="metrics-bench-"))
     weights.export_safetensors(realistic_inception(), work / "features" / "inception-2015-12-05.safetensors")
     data = work / "data"
@@ -109,25 +110,33 @@ def fid_estimate(device: torch.device, items: int, batch: int) -> dict:
     for i in range(items):
         PIL.Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(data / f"{i:05d}.png")
     G, g_name = _generator(device)
+    # Generator: seconds per image at the metrics' generation batch (4).
+    z = torch.randn(4, G.z_dim, device=device)
+    c = torch.zeros(4, G.c_dim, device=device)
+    with torch.no_grad():
+        t_gen = 1 / _rate(lambda: G(z, c, noise_mode="random"), 4, 2, device)
+    # The Frechet distance: one 2048x2048 matrix square root, the same cost at any sample count.
+    a, b = (m @ m.T / 4096 for m in np.random.default_rng(1).normal(size=(2, 2048, 4096)))
+    t0 = time.perf_counter()
+    formulas.frechet_distance(np.zeros(2048), a, np.zeros(2048), b)
+    t_fd = time.perf_counter() - t0
+    # The whole pipeline on a small run, to show the parts add up (reals computed, then cached).
     common = dict(device=device, feature_dir=work / "features", cache_dir=work / "stats", num_gen=items, max_real=items,
                   batch_size=batch, num_workers=0, progress=False)
-    weights.load_inception(work / "features", device)  # load once, outside the timings
+    weights.load_inception(work / "features", device)
     t0 = time.perf_counter()
-    calc_metric("fid50k_full", G, str(data), **common)  # reals computed and cached
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    calc_metric("fid50k_full", G, str(data), **common)  # reals from the cache
-    cached = time.perf_counter() - t0
-    per_real = max(first - cached, 0) / items
-    per_gen = cached / items  # includes the constant sqrtm share, so the estimate errs long
+    calc_metric("fid50k_full", G, str(data), **common)
+    small_first = time.perf_counter() - t0
+    t_inc = 1 / inception_rate
     return {
         "generator": g_name,
-        "items": items,
-        "small_run_seconds": {"first": round(first, 2), "cached_reals": round(cached, 2)},
-        "seconds_per_image": {"real": round(per_real, 4), "generated": round(per_gen, 4)},
+        "seconds": {"generator_per_image": round(t_gen, 4), "inception_per_image": round(t_inc, 4),
+                    "frechet_distance": round(t_fd, 2)},
+        "small_run": {"items": items, "seconds": round(small_first, 1),
+                      "predicted_from_parts": round(items * (t_gen + 2 * t_inc) + t_fd, 1)},
         "fid50k_full_estimate_hours": {
-            "first_run_70k_reals": round((50000 * per_gen + 70000 * per_real) / 3600, 2),
-            "cached_reals": round(50000 * per_gen / 3600, 2),
+            "first_run_70k_reals": round((50000 * (t_gen + t_inc) + 70000 * t_inc + t_fd) / 3600, 2),
+            "cached_reals": round((50000 * (t_gen + t_inc) + t_fd) / 3600, 2),
         },
     }
 
@@ -143,10 +152,11 @@ def main() -> None:
            "load_average_at_start": [round(v, 1) for v in os.getloadavg()], "devices": {}}
     for device in devices:
         batch = args.batch if device.type == "cpu" else max(args.batch, 64)
+        rates = feature_rates(device, batch, args.repeats)
         out["devices"][str(device)] = {
-            "images_per_second": feature_rates(device, batch, args.repeats),
+            "images_per_second": rates,
             "batch": batch,
-            "fid50k_full": fid_estimate(device, args.fid_items if device.type == "cpu" else 512, batch),
+            "fid50k_full": fid_estimate(device, args.fid_items if device.type == "cpu" else 512, batch, rates["inception"]),
         }
         if device.type == "cuda":
             out["devices"][str(device)]["name"] = torch.cuda.get_device_name(device)
