@@ -3,6 +3,7 @@ fine-tuning freezes what it should, and a run whose losses turn NaN stops with i
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,3 +122,32 @@ def test_nonfinite_losses_stop_the_run_and_keep_the_last_good_state(tmp_path, da
     rows = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     assert rows[-1]["nonfinite_grads"] > 0 and rows[-1]["nonfinite_steps"] == 2
     assert "warning: no snapshot" in (run_dir / "log.txt").read_text()
+
+
+def test_metrics_at_a_snapshot_are_appended_and_plotted(tmp_path, tiny_run, monkeypatch):
+    import shutil
+
+    from stylegan.io import load_network
+    from stylegan.training import metrics_hook
+    from stylegan.training.config import TrainingConfig
+    from stylegan.training.plots import plot_curves, read_metrics
+
+    run_dir = Path(shutil.copytree(tiny_run, tmp_path / tiny_run.name))
+    snapshot = run_dir / "network-snapshot-000000.safetensors"
+    calls = []
+
+    def fake_calc_metric(name, G, data, **kwargs):      # the real one needs Inception weights and 50k fakes
+        calls.append((name, data, kwargs["mirror"]))
+        return dict(results={name: 42.0}, metric=name, total_time=0.0, total_time_str="0s", num_gpus=1)
+
+    monkeypatch.setattr(metrics_hook, "calc_metric", fake_calc_metric)
+    config = TrainingConfig.from_json((run_dir / "training_options.json").read_text())
+    config.run.metrics = ["fid50k_full"]
+    metrics_hook.evaluate_metrics(config, load_network(snapshot), run_dir, snapshot, 24, torch.device("cpu"))
+    assert calls == [("fid50k_full", {"path": config.data.path}, False)]
+    line = json.loads((run_dir / "metric-fid50k_full.jsonl").read_text())
+    assert line["snapshot_pkl"] == snapshot.name and line["kimg"] == 0.024
+    assert read_metrics(run_dir) == {"fid50k_full": [(0.024, 42.0)]}
+    assert plot_curves(run_dir) == run_dir / "curves.png"
+    with pytest.raises(UsageError, match="--metrics: unknown metric fid1k"):
+        metrics_hook.check_metrics(["fid1k"])

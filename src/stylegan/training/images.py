@@ -12,10 +12,10 @@ from stylegan.core.misc import derive_seed
 
 
 def grid_shape(resolution: int) -> tuple[int, int]:
-    """(columns, rows): about a 2048x1152 picture, at least 4x4 and at most 16x16 images (smaller than NVIDIA's
+    """(columns, rows): up to a 2048x1152 picture, at least 4x4 and at most 12x8 images (fewer than NVIDIA's
     4K grid, so that a CPU run does not spend its snapshots drawing 1,000 fakes)."""
-    gw = int(np.clip(2048 // resolution, 4, 16))
-    gh = int(np.clip(1152 // resolution, 4, 16))
+    gw = int(np.clip(2048 // resolution, 4, 12))
+    gh = int(np.clip(1152 // resolution, 4, 8))
     return gw, gh
 
 

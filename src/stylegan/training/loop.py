@@ -230,7 +230,8 @@ def _count(module: torch.nn.Module) -> int:
 
 
 def _progress_line(f: dict, eta_sec: float) -> str:
-    parts = [f"tick {f['tick']:<4d}", f"kimg {f['kimg']:<8.1f}", f"time {format_duration(f['total_sec']):<8s}",
+    kimg = f"{f['kimg']:.3f}" if f["kimg"] < 10 else f"{f['kimg']:.1f}"
+    parts = [f"tick {f['tick']:<4d}", f"kimg {kimg:<8s}", f"time {format_duration(f['total_sec']):<8s}",
              f"sec/kimg {f['sec_per_kimg']:<7.2f}", f"ETA {format_duration(eta_sec):<8s}"]
     for key, label in (("loss/G", "G"), ("loss/D", "D"), ("r1_penalty", "r1"), ("pl_penalty", "pl"),
                        ("augment_p", "p")):
