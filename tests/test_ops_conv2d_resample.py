@@ -15,7 +15,9 @@ def _rand(*shape, seed=0, dtype=F64):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-COMBOS = list(itertools.product([1, 2], [1, 2], [1, 3], [1, 2], [0, 1], [True, False], [False, True]))
+# Every (up, down, kernel, groups) combination, each with two (padding, flip_weight, flip_filter) variants.
+COMBOS = [(up, down, k, groups, *variant) for up, down, k, groups in itertools.product([1, 2], [1, 2], [1, 3], [1, 2])
+          for variant in [(0, True, False), (1, False, True)]]
 
 
 @pytest.mark.parametrize("up,down,k,groups,pad,flip_weight,flip_filter", COMBOS)
