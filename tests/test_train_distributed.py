@@ -26,6 +26,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     two = only_run(tmp_path / "two")
     assert "gpus2" in two.name and "Done" in (two / "log.txt").read_text()
+    assert result.stdout.count("Training for") == 1                 # rank 0 alone prints
 
     a, b = state_tensors(one), state_tensors(two)
     assert a.keys() == b.keys()

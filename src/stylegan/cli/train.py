@@ -88,17 +88,22 @@ Examples:
 def command(dry_run: bool, **flags):
     """Train a StyleGAN2 or StyleGAN3 generator on a dataset."""
     from stylegan.core import dist
+    from stylegan.core.device import resolve_device
     from stylegan.training import describe_config, prepare_config, train
     from stylegan.training.distributed import launch_local
 
+    if dist.launched_by_torchrun():     # join the group first, so that only rank 0 prints from here on
+        dist.init(resolve_device(flags["device"]).type)
     config = prepare_config(flags)
-    dist.print0(describe_config(config) if dry_run else describe_config(config).split("\n\n", 1)[1])
     if dry_run:
+        dist.print0(describe_config(config))
         dist.print0("Dry run; exiting.")
         return
     if config.run.gpus > 1 and not dist.launched_by_torchrun():
-        args = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items() if v is not None]
+        dist.print0(f"Launching {config.run.gpus} processes with torch.distributed.run...")
+        args = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items() if v is not None and k != "gpus"]
         sys.exit(launch_local(config.run.gpus, args))
+    dist.print0(describe_config(config).split("\n\n", 1)[1])
     try:
         train(config)
     finally:

@@ -2,8 +2,9 @@
 
     stylegan train --gpus 2 ...     is the same as
     python -m torch.distributed.run --nnodes 1 --nproc_per_node 2 --master_addr 127.0.0.1 --master_port PORT \\
-        -m stylegan train --gpus 2 ...
-with PORT a free port picked when launching (never a fixed one).
+        -m stylegan train ...
+with PORT a free port picked when launching (never a fixed one). The processes learn the world size from
+torchrun, exactly as under a torchrun started by hand.
 """
 from __future__ import annotations
 

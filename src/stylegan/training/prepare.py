@@ -7,6 +7,7 @@ that is not there, a damaged resume file, weights that do not fit the run.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
     """
     say = (lambda *a: None) if quiet else dist.print0
     flags = dict(flags)
+    _torchrun_world(flags)
     outdir = flags.get("outdir")
     if not outdir:
         raise UsageError("--outdir is required: the folder that holds the numbered run directories")
@@ -64,7 +66,6 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
         config.run.run_dir = str(Path(state_path).parent)
     else:
         config = new_run_config(flags)
-    _check_world(config, flags)
     rundir.check_outdir_writable(config.run.outdir)
     device = resolve_device(config.run.device)
     if device.type == "cuda" and config.run.gpus > 1 and not dist.launched_by_torchrun():
@@ -99,20 +100,15 @@ def _saved_config(path: Path) -> TrainingConfig:
         raise StyleGANError(f"--resume {path}: the training state holds no readable config") from None
 
 
-def _check_world(config: TrainingConfig, flags: dict[str, Any]) -> None:
-    """Under torchrun the world size comes from torchrun; --gpus must agree with it when given."""
+def _torchrun_world(flags: dict[str, Any]) -> None:
+    """Under torchrun the number of processes is torchrun's; --gpus, when given, must agree with it."""
     if not dist.launched_by_torchrun():
         return
-    import os
     world = int(os.environ["WORLD_SIZE"])
     if flags.get("gpus") is not None and int(flags["gpus"]) != world:
         raise UsageError(f"--gpus {flags['gpus']}: torchrun started {world} processes; leave --gpus out under "
                          "torchrun, the world size comes from it")
-    batch, batch_gpu = config.run.batch, config.run.batch_gpu
-    if batch % world or (batch // world) % batch_gpu:
-        raise UsageError(f"--batch {batch} does not divide evenly across {world} torchrun processes and "
-                         f"--batch-gpu {batch_gpu}")
-    config.run.gpus = world
+    flags["gpus"] = world
 
 
 def _check_precision(config: TrainingConfig, device: torch.device) -> None:
