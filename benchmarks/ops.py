@@ -2,7 +2,7 @@
 
     python benchmarks/ops.py                          # every StyleGAN3-T/R 64 px layer + StyleGAN2 cases; prints JSON
     python benchmarks/ops.py --cfg stylegan3-t --layers 0,4,9 --repeats 3 --impls fast,nvidia
-    python benchmarks/ops.py --nvidia /path/to/stylegan3     # NVIDIA's code (default: /work/ref/stylegan3)
+    python benchmarks/ops.py --nvidia /path/to/stylegan3     # NVIDIA's code (default: see --help)
 
 What is measured:
 - filtered_lrelu, forward and backward, for each synthesis layer of StyleGAN3-T and -R at 64 px, batch 8,
@@ -36,9 +36,9 @@ import sys
 import time
 import types
 
+import _nvidia
 import torch
 
-DEFAULT_NVIDIA = "/work/ref/stylegan3"
 CFGS = ("stylegan3-t", "stylegan3-r")
 
 
@@ -89,16 +89,8 @@ def stylegan2_cases(batch: int) -> list[dict]:
 # Worker: one case, one implementation, in its own process
 
 def _import_nvidia(path: str):
-    """NVIDIA's ops modules, importing only what their CPU path needs (their dnnlib wants `requests`, their
-    conv2d_gradfix wants `pkg_resources`; neither is used on this path, so stand-ins are enough)."""
-    sys.path.insert(0, path)
-    sys.modules.setdefault("requests", types.ModuleType("requests"))
-    if "pkg_resources" not in sys.modules:
-        try:
-            import pkg_resources  # noqa: F401
-        except ImportError:
-            from packaging.version import parse
-            sys.modules["pkg_resources"] = types.SimpleNamespace(parse_version=parse)
+    """NVIDIA's pure-PyTorch ops, what their code runs on a CPU."""
+    _nvidia.add_to_path(path)
     from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
     return types.SimpleNamespace(filtered_lrelu=filtered_lrelu._filtered_lrelu_ref, upfirdn2d=upfirdn2d._upfirdn2d_ref,
                                  bias_act=bias_act._bias_act_ref)
@@ -206,7 +198,7 @@ def main() -> None:
     p.add_argument("--cmax", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2, help="timed passes after one warm-up; the fastest is kept")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--nvidia", default=os.environ.get("STYLEGAN_NVIDIA_REF", DEFAULT_NVIDIA),
+    p.add_argument("--nvidia", default=_nvidia.default_path(),
                    help="NVIDIA's stylegan3 checkout, for the 'nvidia' column")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -216,7 +208,7 @@ def main() -> None:
 
     impls = [i.strip() for i in args.impls.split(",") if i.strip()]
     notes = []
-    if "nvidia" in impls and not os.path.isdir(os.path.join(args.nvidia, "torch_utils", "ops")):
+    if "nvidia" in impls and not _nvidia.found(args.nvidia):
         impls.remove("nvidia")
         notes.append(f"NVIDIA's code not found at {args.nvidia}: the 'nvidia' column is skipped")
     cfgs = CFGS + ("stylegan2",) if args.cfg == "all" else (args.cfg,)
