@@ -31,7 +31,8 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
     --resume latest         continue the newest run in --outdir from its newest training state; if that run has
                             none, start a new run when the flags describe one
     --resume STATE          continue the run that wrote this training-state-*.safetensors, in its directory
-    --resume NETWORK        a new run initialised from a network file (transfer learning)
+    --resume NETWORK        a new run initialised from a network file (transfer learning); from an NVIDIA
+                            training snapshot, --aug ada without --p starts at the snapshot's ADA p
     """
     say = (lambda *a: None) if quiet else dist.print0
     flags = dict(flags)
@@ -77,8 +78,10 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
         from stylegan.training.metrics_hook import check_metrics
         check_metrics(config.run.metrics)
     if state_path is None and config.run.resume:
-        from stylegan.training.transfer import check_pretrained
-        check_pretrained(config, config.run.resume)
+        from stylegan.training.transfer import adopt_file_settings, check_pretrained
+        augment_p = check_pretrained(config, config.run.resume)
+        adopt_file_settings(config, config.run.resume, augment_p, p_given=flags.get("p") is not None,
+                            kimg_given=flags.get("resume_kimg") is not None, say=say)
     return config
 
 

@@ -1,12 +1,15 @@
 """Transfer learning: start a new run from the weights in a network file (`--resume NETWORK`).
 
-The file is read with stylegan.io.load_network, so whatever it reads (our .safetensors networks, NVIDIA
-pickles once supported) works here. The run is new: kimg starts at 0 (or --resume-kimg), the optimizers are
-fresh, and, as in NVIDIA's train.py, the EMA rampup and the blur are off and ADA reacts 5x faster.
+The file is read with stylegan.io (our .safetensors networks, NVIDIA's network-snapshot-*.pkl and TF pickles).
+The run is new: kimg starts at 0 (or --resume-kimg), the optimizers are fresh, and, as in NVIDIA's train.py, the
+EMA rampup and the blur are off and ADA reacts 5x faster. An NVIDIA training snapshot also carries ADA's p; with
+--aug ada and no --p the new run starts from it (NVIDIA's own train.py starts at 0 and relearns it).
 """
 from __future__ import annotations
 
-from typing import Any
+import re
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -45,11 +48,19 @@ def _differences(ours: Any, theirs: Any, fields: dict[str, str]) -> list[str]:
     return out
 
 
-def _networks(path: str) -> dict[str, torch.nn.Module | None]:
-    """{'g', 'g_ema', 'd'} from the file; a file with one generator serves as both G and G_ema, D may be absent."""
+def _networks(path: str) -> dict[str, Any]:
+    """{'g', 'g_ema', 'd', 'augment_p'} from the file; a file with one generator serves as both G and G_ema, D may
+    be absent, augment_p is ADA's p in an NVIDIA training snapshot (None elsewhere)."""
     from stylegan.io import load_networks
+    from stylegan.io.nvidia_pickle import is_nvidia_pickle, load_nvidia_snapshot
+    augment_p = None
     try:
-        modules = load_networks(path)
+        if is_nvidia_pickle(path):
+            snap = load_nvidia_snapshot(path)
+            modules = {k: m for k, m in (("G", snap.G), ("D", snap.D), ("G_ema", snap.G_ema)) if m is not None}
+            augment_p = snap.extras.augment_p
+        else:
+            modules = load_networks(path)
     except StyleGANError as exc:
         raise UsageError(f"--resume {path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file raises whatever its reader raises
@@ -57,11 +68,12 @@ def _networks(path: str) -> dict[str, torch.nn.Module | None]:
     g, g_ema = modules.get("G"), modules.get("G_ema")
     if g is None and g_ema is None:
         raise UsageError(f"--resume {path}: the file holds no generator (it has {', '.join(modules) or 'nothing'})")
-    return {"g": g or g_ema, "g_ema": g_ema or g, "d": modules.get("D")}
+    return {"g": g or g_ema, "g_ema": g_ema or g, "d": modules.get("D"), "augment_p": augment_p}
 
 
-def check_pretrained(config: TrainingConfig, path: str) -> None:
-    """Raise a UsageError that names every difference between the file's networks and this run's."""
+def check_pretrained(config: TrainingConfig, path: str) -> float | None:
+    """Raise a UsageError that names every difference between the file's networks and this run's; return the
+    file's ADA p (an NVIDIA training snapshot's augment_pipe.p), or None when it has none."""
     from stylegan.training.trainer import network_configs
     g_config, d_config = network_configs(config)
     nets = _networks(path)
@@ -70,6 +82,30 @@ def check_pretrained(config: TrainingConfig, path: str) -> None:
         diffs += [f"D {d}" for d in _differences(d_config, nets["d"].config, _D_FIELDS)]
     if diffs:
         raise UsageError(f"--resume {path}: the weights do not fit this run: " + "; ".join(diffs))
+    return nets["augment_p"]
+
+
+_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)\.\w+")
+
+
+def adopt_file_settings(config: TrainingConfig, path: str, augment_p: float | None, *, p_given: bool,
+                        kimg_given: bool, say: Callable[[str], None]) -> None:
+    """What a new run takes from its --resume network file besides the weights, each said aloud.
+
+    ADA's p: with --aug ada and no --p, the run starts at the file's p, so that D is not suddenly shown
+    unaugmented images it learned to see augmented. The kimg: the run counts from 0 (or --resume-kimg), as
+    issue 4 specifies for transfer learning; a snapshot's kimg in the file name is only pointed out."""
+    name = Path(path).name
+    if config.augment.mode == "ada" and not p_given and augment_p is not None:
+        config.augment.p = float(augment_p)
+        config.augment.validate()
+        say(f"--resume {name}: ADA starts at the file's augment p = {config.augment.p:.4f} "
+            "(give --p to start elsewhere)")
+    match = _SNAPSHOT_KIMG.fullmatch(name)
+    if match and not kimg_given:
+        kimg = int(match.group(1))
+        say(f"--resume {name}: a new run, counting from kimg {config.run.resume_kimg:g}; to count on from the "
+            f"snapshot's kimg, give --resume-kimg {kimg}")
 
 
 def load_pretrained(trainer, path: str) -> None:
