@@ -85,7 +85,7 @@ def test_missing_required_flags(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing", "not_a_dataset", "cond", "outdir", "device", "corrupt_state",
-                                  "corrupt_network"])
+                                  "corrupt_network", "corrupt_pickle"])
 def test_bad_input_is_one_clear_line(case, tmp_path, data, capsys):
     f = flags(tmp_path / "runs", data["plain"])
     expected = {
@@ -96,6 +96,7 @@ def test_bad_input_is_one_clear_line(case, tmp_path, data, capsys):
         "device": "--device cuda",
         "corrupt_state": "is damaged or incomplete",
         "corrupt_network": "--resume",
+        "corrupt_pickle": "--resume",
     }[case]
     if case == "missing":
         f["data"] = str(tmp_path / "nothing.zip")
@@ -117,6 +118,12 @@ def test_bad_input_is_one_clear_line(case, tmp_path, data, capsys):
     elif case == "corrupt_network":
         (tmp_path / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
         f["resume"] = str(tmp_path / "broken.safetensors")
+    elif case == "corrupt_pickle":                      # an NVIDIA snapshot cut short, as by a failed download
+        import nvidia_pickle_builder as nb
+        pkl = tmp_path / "network-snapshot-000100.pkl"
+        nb.tiny_snapshot(pkl)
+        pkl.write_bytes(pkl.read_bytes()[: pkl.stat().st_size // 2])
+        f["resume"] = str(pkl)
     args = []
     for k, v in f.items():
         args += [f"--{k.replace('_', '-')}", str(v)]

@@ -151,3 +151,36 @@ def test_metrics_at_a_snapshot_are_appended_and_plotted(tmp_path, tiny_run, monk
     assert plot_curves(run_dir) == run_dir / "curves.png"
     with pytest.raises(UsageError, match="--metrics: unknown metric fid1k"):
         metrics_hook.check_metrics(["fid1k"])
+
+
+def test_tensorboard_receives_every_number_of_a_tick(tmp_path, monkeypatch):
+    # The tensorboard package is optional (not installed in CI): a stand-in SummaryWriter records the calls.
+    import sys
+    import types
+
+    from stylegan.training.stats import TickLog
+
+    calls = []
+
+    class SummaryWriter:
+        def __init__(self, logdir):
+            calls.append(("open", logdir))
+
+        def add_scalar(self, key, value, global_step):
+            calls.append((key, value, global_step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            calls.append(("close",))
+
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = SummaryWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    log = TickLog(tmp_path)
+    log.write({"tick": 3, "kimg": 12.0, "loss/G": 0.5, "augment_p": 0.125, "timestamp": 1e9, "note": "text"})
+    log.close()
+    assert calls == [("open", str(tmp_path)), ("tick", 3, 12), ("loss/G", 0.5, 12), ("augment_p", 0.125, 12),
+                     ("close",)]
+    assert json.loads((tmp_path / "stats.jsonl").read_text())["loss/G"] == 0.5
