@@ -12,6 +12,8 @@ For each preset and size (train.py's networks at --cbase 8192 --cmax 256, fp32 o
 Every measurement runs in its own subprocess with `--threads` torch threads (default 2): one warm-up pass, then
 `--repeats` timed passes; the median is reported. `peak_gb` is that process's peak resident set
 (getrusage ru_maxrss: imports, both networks and the passes), so one measurement's peak cannot hide another's.
+`cpu_s` is the median pass's process CPU time: on a machine shared with other work, wall time also counts the time
+the threads waited for a core, which CPU time does not (with 2 threads it does count time spent spinning).
 Ours and NVIDIA's run back to back for each measurement, so they see the same machine load; compare the ratios.
 
 NVIDIA's code on a CPU runs its pure-PyTorch reference ops, which are slow and memory hungry (its training step at
@@ -108,13 +110,15 @@ def run_worker(spec: dict) -> dict:
             loss = torch.nn.functional.softplus(-D(img, c)).mean()    # G's non-saturating loss
             loss.backward()
 
-    times = []
+    times, cpu = [], []
     for _ in range(1 + spec["repeats"]):                                    # the first pass is a warm-up
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     median = statistics.median(times[1:])
     out = dict(times_s=[round(t, 3) for t in times[1:]], warmup_s=round(times[0], 3), median_s=round(median, 3),
+               cpu_s=round(statistics.median(cpu[1:]), 3),
                peak_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 3))
     if spec["what"] == "infer":
         out["img_per_s"] = round(n / median, 4)
@@ -177,12 +181,14 @@ def measure(spec: dict, timeout_s: float, max_gb: float) -> dict:
 
 
 def ratios(row: dict) -> dict:
-    """NVIDIA's figure over ours where larger is worse (time, memory), ours over NVIDIA's for images/s."""
+    """How many times faster ours is (images/s, s/kimg, CPU time per pass) and how many times less memory it needs."""
     ours, nv = row.get("ours", {}), row.get("nvidia", {})
     if ours.get("status") != "ok" or nv.get("status") != "ok":
         return {}
     out = {"speedup": round((ours["img_per_s"] / nv["img_per_s"]) if row["what"] == "infer"
                             else nv["s_per_kimg"] / ours["s_per_kimg"], 2)}
+    if "cpu_s" in ours and "cpu_s" in nv:
+        out["cpu_time_nvidia_over_ours"] = round(nv["cpu_s"] / ours["cpu_s"], 2)
     out["memory_nvidia_over_ours"] = round(nv["peak_gb"] / ours["peak_gb"], 2)
     return out
 
@@ -209,7 +215,8 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=3600, help="seconds one measurement may run before it is killed")
     p.add_argument("--max-gb", type=float, default=20, help="skip or kill a measurement above this resident set")
     p.add_argument("--reference", default=_nvidia.default_path(),
-                   help="NVIDIA's stylegan3 checkout ($STYLEGAN_NVIDIA_REF, else ../ref/stylegan3 or /work/ref/stylegan3)")
+                   help="NVIDIA's stylegan3 checkout (default: $STYLEGAN_NVIDIA_REF, else ../ref/stylegan3 "
+                   "or /work/ref/stylegan3)")
     p.add_argument("--out", help="also write the JSON here, updated after every measurement")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
