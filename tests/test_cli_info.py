@@ -1,6 +1,7 @@
-"""`stylegan info` and the pre-training `stylegan demo`."""
+"""`stylegan info` and `stylegan demo` (training, and --untrained)."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,7 +60,7 @@ def test_info_errors_are_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_writes_networks_grids_and_info(tmp_path, capsys):
-    main(["demo", "--outdir", str(tmp_path), "--device", "cpu", "--resolution", "32", "--cbase", "256",
+    main(["demo", "--untrained", "--outdir", str(tmp_path), "--device", "cpu", "--resolution", "32", "--cbase", "256",
           "--cmax", "16"])
     out = capsys.readouterr().out
     assert "UNTRAINED" in out and str(tmp_path) in out
@@ -71,3 +72,24 @@ def test_demo_writes_networks_grids_and_info(tmp_path, capsys):
     from PIL import Image
     assert Image.open(tmp_path / "stylegan2-grid.png").size == (32 * 6, 32)
     assert "StyleGAN3-R generator" in (tmp_path / "stylegan3-r-info.txt").read_text()
+
+
+@pytest.mark.slow
+def test_demo_trains_and_says_where_the_results_are(tmp_path, capsys):
+    main(["demo", "--outdir", str(tmp_path), "--device", "cpu", "--kimg", "0.016"])
+    out = capsys.readouterr().out
+    assert "stylegan train --cfg stylegan3-t" in out                         # the equivalent command comes first
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert "stylegan3-t-demo-32x32" in run_dir.name
+    lines = {k.strip(): v.strip() for k, v in (line.split(": ", 1) for line in out.splitlines() if ": " in line)}
+    from PIL import Image
+    assert Image.open(lines["fakes"]).size[0] % 32 == 0 and Path(lines["fakes"]).parent == run_dir
+    G = stylegan.load_network(lines["network"])
+    assert G.config.cfg == "stylegan3-t" and G.img_resolution == 32
+    assert f"--network {lines['network']}" in out and "--resume latest" in out
+
+
+def test_demo_untrained_refuses_kimg(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--untrained", "--kimg", "1", "--outdir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--untrained does not train" in capsys.readouterr().err

@@ -1,10 +1,9 @@
-"""stylegan demo: the pre-training demo. Builds a small network of each preset, saves it, and writes an image grid
-and the `stylegan info` text for each. The networks are UNTRAINED (random weights), so the images are noise-like
-patterns; the demo shows that building, saving, loading and generating work end to end on this machine.
+"""stylegan demo: the main job on the built-in default. Trains a small StyleGAN3-T on the bundled emoji at 32x32
+(about ten minutes on two CPU cores), then says where the fakes grid and the network are. `--untrained` instead
+builds one untrained network per preset and samples it: a quick check that this machine can run them.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -12,71 +11,48 @@ import click
 from stylegan.cli.common import device_option
 
 
-def run_demo(outdir: str | Path = "out/demo", device: str = "auto", resolution: int = 64, cbase: int = 2048,
-             cmax: int = 64, seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5), echo=print) -> list[Path]:
-    """Build, save, reload and sample one untrained network per preset; returns the files written."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    import stylegan
-    from stylegan.core.device import resolve_device
-    from stylegan.core.files import atomic_path, atomic_write
-    from stylegan.io import describe_network_file, format_description
-    from stylegan.networks import CFGS
-
-    dev = resolve_device(device)
-    outdir = Path(outdir)
-    written: list[Path] = []
-    for cfg in CFGS:
-        start = time.time()
-        torch.manual_seed(0)
-        G = stylegan.build_generator(cfg, resolution, cbase=cbase, cmax=cmax)
-        net_path = stylegan.save_network(G, outdir / f"{cfg}.safetensors")
-        G = stylegan.load_network(net_path, device=dev)          # generate from the file, as users will
-        z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).float().to(dev)
-        with torch.no_grad():
-            img = G(z, None, truncation_psi=1, noise_mode="const")                  # [N, 3, H, W]
-        # Untrained outputs have arbitrary scale; stretch each image to its own range so the pattern is visible.
-        lo = img.amin(dim=(1, 2, 3), keepdim=True)
-        hi = img.amax(dim=(1, 2, 3), keepdim=True)
-        img = ((img - lo) / (hi - lo + 1e-8) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
-        grid = torch.cat(list(img), dim=2).permute(1, 2, 0).numpy()                  # [H, N*W, 3]
-        grid_path = outdir / f"{cfg}-grid.png"
-        with atomic_path(grid_path) as tmp:
-            Image.fromarray(grid, "RGB").save(tmp, format="PNG")
-        info_path = outdir / f"{cfg}-info.txt"
-        with atomic_write(info_path, "w") as f:
-            f.write(format_description(describe_network_file(net_path)) + "\n")
-        written += [net_path, grid_path, info_path]
-        params = sum(p.numel() for p in G.parameters())
-        echo(f"{cfg:<12} {resolution}x{resolution}, {params:,} parameters, seeds {seeds[0]}-{seeds[-1]}: "
-             f"{time.time() - start:.1f} s")
-    return written
-
-
 @click.command(name="demo")
-@click.option("--outdir", default="out/demo", show_default=True, type=click.Path(file_okay=False),
-              help="Where to write the networks, grids and info text.")
+@click.option("--outdir", default=None, type=click.Path(file_okay=False),
+              help="Where to write. Default: demo-runs (training) or out/demo (--untrained).")
 @device_option
-@click.option("--resolution", default=64, show_default=True, type=click.IntRange(min=16), help="Image resolution.")
-@click.option("--cbase", default=2048, show_default=True, type=click.IntRange(min=1), help="Capacity multiplier.")
-@click.option("--cmax", default=64, show_default=True, type=click.IntRange(min=1), help="Max. feature maps.")
-def command(outdir: str, device: str, resolution: int, cbase: int, cmax: int) -> None:
-    """Build a small network of each preset (stylegan2, stylegan3-t, stylegan3-r), save it, and write an image
-    grid and its `stylegan info` text. These networks are UNTRAINED: the images show random patterns.
+@click.option("--kimg", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Training length in thousands of images.  [default: 4, about 10 minutes on 2 CPU cores]")
+@click.option("--untrained", is_flag=True,
+              help="Do not train: build one UNTRAINED network per preset, save it, and write an image grid and "
+                   "its `stylegan info` text.")
+@click.option("--resolution", default=64, show_default=True, type=click.IntRange(min=16),
+              help="With --untrained: image resolution.")
+@click.option("--cbase", default=2048, show_default=True, type=click.IntRange(min=1),
+              help="With --untrained: capacity multiplier.")
+@click.option("--cmax", default=64, show_default=True, type=click.IntRange(min=1),
+              help="With --untrained: max. feature maps.")
+def command(outdir: str | None, device: str, kimg: float | None, untrained: bool, resolution: int, cbase: int,
+            cmax: int) -> None:
+    """Train a small StyleGAN3-T on the bundled emoji (32x32), the same as `stylegan train` with a network sized
+    for a laptop CPU. Each call starts a new numbered run under --outdir; resume one with
+    `stylegan train --outdir demo-runs --resume latest --kimg 24`.
 
     \b
-    Example:
-      stylegan demo --outdir out/demo --device cpu
+    Examples:
+      stylegan demo                          # train for 4 kimg, about 10 minutes on 2 CPU cores
+      stylegan demo --kimg 20 --device cuda  # longer, on a GPU
+      stylegan demo --untrained              # no training: build and sample each preset
     """
-    if resolution & (resolution - 1):
-        from stylegan.core.errors import UsageError
-        raise UsageError(f"--resolution: {resolution} is not a power of two; use e.g. 32, 64 or 128")
-    click.echo("Building UNTRAINED networks (random weights): the images show random patterns, not faces.")
-    files = run_demo(outdir, device, resolution, cbase, cmax, echo=click.echo)
-    click.echo(f"Wrote {len(files)} files to {Path(outdir).resolve()}:")
-    for path in files:
-        click.echo(f"  {path}")
-    click.echo("These networks are UNTRAINED. Inspect one with: stylegan info "
-               f"{Path(outdir) / 'stylegan3-t.safetensors'}")
+    from stylegan.core.errors import UsageError
+
+    if untrained:
+        if kimg is not None:
+            raise UsageError("--kimg: --untrained does not train; leave one of them out")
+        if resolution & (resolution - 1):
+            raise UsageError(f"--resolution: {resolution} is not a power of two; use e.g. 32, 64 or 128")
+        from stylegan.generate.showcase import untrained_networks
+        outdir = outdir or "out/demo"
+        click.echo("Building UNTRAINED networks (random weights): the images show random patterns, not faces.")
+        files = untrained_networks(outdir, device, resolution, cbase, cmax, echo=click.echo)
+        click.echo(f"Wrote {len(files)} files to {Path(outdir).resolve()}:")
+        for path in files:
+            click.echo(f"  {path}")
+        return
+
+    from stylegan.training.demo import run_demo
+    run_demo(outdir or "demo-runs", device=device, kimg=kimg)

@@ -46,5 +46,9 @@ def run_demo(outdir: str | os.PathLike = "demo-runs", device: str = "cpu", kimg:
     command = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items())
     dist.print0(f"Demo: stylegan train {command}\n")
     run_dir = train(prepare_config(flags))
-    dist.print0(f"\nThe demo generator is in {run_dir}: open the newest fakes*.png (and curves.png) there.")
+    networks = sorted(Path(run_dir).glob("network-snapshot-*.safetensors"))    # the loop said where they are
+    if networks:
+        dist.print0(f"More images:       stylegan generate --network {networks[-1]} --seeds 0-15 --grid 4x4 "
+                    f"--outdir {Path(run_dir) / 'generated'}")
+    dist.print0(f"Train it further:  stylegan train --outdir {outdir} --resume latest --kimg 24")
     return run_dir
