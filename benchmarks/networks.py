@@ -4,6 +4,7 @@
     python benchmarks/networks.py --presets stylegan3-t --sizes 64 --repeats 2 --out /tmp/networks.json
     python benchmarks/networks.py --impls ours                     # without NVIDIA's code
     python benchmarks/networks.py --reference /path/to/stylegan3   # NVIDIA's checkout (default: see --help)
+    python benchmarks/networks.py --table /tmp/networks.json       # the Markdown table of a finished run
 
 For each preset and size (train.py's networks at --cbase 8192 --cmax 256, fp32 on CPU as both codes run there):
 - `infer`: generator inference, batch 8, no grad, eval mode, constant noise: images/s;
@@ -193,6 +194,41 @@ def ratios(row: dict) -> dict:
     return out
 
 
+def markdown_table(result: dict) -> str:
+    """The results as a Markdown table: ours, NVIDIA's and the ratio for each figure."""
+    def fig(m: dict, key: str, fmt: str) -> str:
+        if not m:
+            return "–"
+        if m.get("status") != "ok":
+            return m.get("status", "error")
+        return format(m[key], fmt)
+
+    lines = ["| preset | px | inference img/s: ours / NVIDIA (×) | step s/kimg: ours / NVIDIA (×) "
+             "| step CPU s: ours / NVIDIA (×) | step peak GB: ours / NVIDIA (ours ÷ NVIDIA) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    rows = {}
+    for r in result["results"]:
+        rows.setdefault((r["cfg"], r["resolution"]), {})[r["what"]] = r
+    for (cfg, res), by_what in rows.items():
+        infer, step = by_what.get("infer", {}), by_what.get("step", {})
+        cells = [cfg, str(res)]
+        for row, key, fmt, ratio in ((infer, "img_per_s", ".3g", "speedup"), (step, "s_per_kimg", ".0f", "speedup"),
+                                     (step, "cpu_s", ".1f", "cpu_time_nvidia_over_ours")):
+            ours, nv = row.get("ours", {}), row.get("nvidia", {})
+            r_ = row.get("ratios", {}).get(ratio)
+            if ratio == "cpu_time_nvidia_over_ours" and r_ is None and "cpu_s" in ours and "cpu_s" in nv:
+                r_ = round(nv["cpu_s"] / ours["cpu_s"], 2)
+            if key == "cpu_s" and (ours.get("status") == "ok" and "cpu_s" not in ours):
+                cells.append("not recorded")
+                continue
+            cells.append(f"{fig(ours, key, fmt)} / {fig(nv, key, fmt)}" + (f" ({r_:.2f}×)" if r_ else ""))
+        ours, nv = step.get("ours", {}), step.get("nvidia", {})
+        frac = (f" ({ours['peak_gb'] / nv['peak_gb']:.2f})" if ours.get("status") == nv.get("status") == "ok" else "")
+        cells.append(f"{fig(ours, 'peak_gb', '.2f')} / {fig(nv, 'peak_gb', '.2f')}{frac}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -218,10 +254,15 @@ def main() -> None:
                    help="NVIDIA's stylegan3 checkout (default: $STYLEGAN_NVIDIA_REF, else ../ref/stylegan3 "
                    "or /work/ref/stylegan3)")
     p.add_argument("--out", help="also write the JSON here, updated after every measurement")
+    p.add_argument("--table", metavar="JSON", help="print the Markdown table of a file written by --out, and stop")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         _worker_main(json.loads(args.worker))
+        return
+    if args.table:
+        with open(args.table) as f:
+            print(markdown_table(json.load(f)))
         return
 
     import torch
