@@ -36,6 +36,14 @@ def test_equivariance_from_the_command_line(tmp_path, monkeypatch, capsys):
         assert entry["settings"] == {"num_gen": 4}
 
 
+def test_network_url_reports_go_to_the_current_folder(tmp_path, monkeypatch, capsys):
+    net = _network_file(tmp_path, FourierG(), monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    main(["metrics", "--network", net.as_uri(), "--metrics", "eqt50k_int", "--num-gen", "4", "--device", "cpu"])
+    entry = json.loads((tmp_path / "metric-eqt50k_int.jsonl").read_text().splitlines()[-1])
+    assert entry["metric"] == "eqt50k_int" and not (net.parent / "metric-eqt50k_int.jsonl").exists()
+
+
 def test_fid_with_data_and_out_folder(tmp_path, monkeypatch, capsys):
     from stylegan.metrics import registry
     monkeypatch.setattr(registry, "load_inception", lambda *a, **k: (TinyDetector(), "tiny:0"))

@@ -51,7 +51,7 @@ def _table(rows: list[tuple[str, str, float, str]]) -> str:
 @click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Folder for cached dataset statistics. [default: $STYLEGAN_CACHE/metrics]")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Where metric-<name>.jsonl is appended. [default: the network's folder]")
+              help="Where metric-<name>.jsonl is appended. [default: the network's folder; for a URL, the current folder]")
 @click.option("--num-gen", type=click.IntRange(min=2), default=None, metavar="N",
               help="Development: generate N samples instead of the metric's own count (e.g. 50k).")
 @click.option("--max-real", type=click.IntRange(min=2), default=None, metavar="N",
@@ -85,7 +85,8 @@ def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache
     missing = [n for n in names if METRICS[n].needs_data and not data]
     if missing:
         raise UsageError(f"--data: {', '.join(missing)} compare with real images; pass --data DATASET (zip or folder)")
-    if not os.path.isfile(network):
+    from stylegan.io.sources import is_url
+    if not is_url(network) and not os.path.isfile(network):
         raise UsageError(f"--network: no such file {network}")
     if gpus and gpus > 1 and not dist.launched_by_torchrun():
         _relaunch_with_torchrun(gpus)
@@ -99,7 +100,8 @@ def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache
         dev = torch.device("cuda", dist.get_local_rank())
     try:
         G = _load_generator(network, dev)
-        run_dir = Path(out_dir) if out_dir else Path(network).resolve().parent
+        # A downloaded network's folder is the download cache: its reports go to the current folder instead.
+        run_dir = Path(out_dir or ("." if is_url(network) else Path(network).resolve().parent))
         rows = []
         for name in names:
             dist.print0(f"Computing {name}...")
