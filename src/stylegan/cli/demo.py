@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 
-from stylegan.cli.common import device_option
+from stylegan.core.device import DEVICE_CHOICES
 
 
 @click.command(name="demo")
 @click.option("--outdir", default=None, type=click.Path(file_okay=False),
               help="Where to write. Default: demo-runs (training) or out/demo (--untrained).")
-@device_option
+@click.option("--device", default="cpu", show_default=True, metavar="|".join(DEVICE_CHOICES),
+              help="Where to run. The demo is sized for a CPU; auto picks CUDA, then MPS, then CPU.")
 @click.option("--kimg", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Training length in thousands of images.  [default: 4, about 10 minutes on 2 CPU cores]")
 @click.option("--untrained", is_flag=True,
