@@ -41,6 +41,14 @@ def test_ada_starts_at_the_snapshots_p_and_kimg_at_zero(tmp_path, snapshot, caps
     assert json.loads(c.to_json())["augment"]["p"] == AUGMENT_P       # what training_options.json records
 
 
+def test_a_url_is_downloaded_once_into_the_cache(tmp_path, snapshot, capsys):
+    # NVIDIA's docs fine-tune from an https:// URL; a file:// URL takes the same path without a network.
+    pkl, _, data = snapshot
+    c = prepare_config(flags(tmp_path, data, resume=pkl.as_uri()))
+    assert c.run.resume.endswith("-network-snapshot-001200.pkl") and c.augment.p == AUGMENT_P
+    assert "give --resume-kimg 1200" in capsys.readouterr().out
+
+
 def test_given_p_and_resume_kimg_win(tmp_path, snapshot, capsys):
     pkl, _, data = snapshot
     c = prepare_config(flags(tmp_path, data, resume=str(pkl), p=0.125, resume_kimg=1200))
@@ -53,11 +61,13 @@ def test_given_p_and_resume_kimg_win(tmp_path, snapshot, capsys):
     assert noaug.augment.mode == "noaug"
 
 
-def test_snapshot_without_augment_pipe_starts_at_zero(tmp_path, snapshot):
+def test_snapshot_without_augment_pipe_starts_at_zero(tmp_path, snapshot, capsys):
     _, _, data = snapshot
-    pkl = tmp_path / "network-snapshot-000400.pkl"
+    pkl = tmp_path / "network-snapshot-000000.pkl"
     nb.write_snapshot(pkl, G_kwargs=G_KWARGS, D_kwargs=D_KWARGS, family="stylegan2", augment_p=None)
-    assert prepare_config(flags(tmp_path, data, resume=str(pkl)), quiet=True).augment.p == 0
+    assert prepare_config(flags(tmp_path, data, resume=str(pkl))).augment.p == 0
+    out = capsys.readouterr().out
+    assert "augment p" not in out and "--resume-kimg" not in out      # nothing taken, nothing to point out
 
 
 def test_snapshot_that_does_not_fit_names_the_difference(tmp_path, snapshot):

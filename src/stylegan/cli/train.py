@@ -58,7 +58,8 @@ Examples:
 @click.option("--target", type=click.FloatRange(0, 1), metavar="FLOAT", help="ADA target." + _default("target"))
 @click.option("--augpipe", metavar="NAME", help="Augmentation pipeline preset." + _default("augpipe"))
 @click.option("--resume", metavar="latest|STATE|NETWORK",
-              help="Continue a run ('latest' or a training-state file), or start from a network file's weights.")
+              help="Continue a run ('latest' or a training-state file), or start from the weights of a network "
+                   "file (.safetensors, NVIDIA .pkl, or a URL of one).")
 @click.option("--resume-kimg", type=click.FloatRange(min=0), metavar="KIMG",
               help="With a network file: the kimg to start counting from." + _default("resume_kimg"))
 @click.option("--freezed", type=click.IntRange(min=0), metavar="INT",

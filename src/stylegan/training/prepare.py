@@ -18,6 +18,7 @@ from stylegan.core import dist
 from stylegan.core.device import resolve_device
 from stylegan.core.errors import StyleGANError, UsageError
 from stylegan.data import ImageDataset
+from stylegan.io.sources import is_url, resolve_source
 from stylegan.networks import generator_config
 from stylegan.training import rundir
 from stylegan.training.config import (
@@ -31,7 +32,7 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
     --resume latest         continue the newest run in --outdir from its newest training state; if that run has
                             none, start a new run when the flags describe one
     --resume STATE          continue the run that wrote this training-state-*.safetensors, in its directory
-    --resume NETWORK        a new run initialised from a network file (transfer learning); from an NVIDIA
+    --resume NETWORK|URL    a new run initialised from a network file (transfer learning); from an NVIDIA
                             training snapshot, --aug ada without --p starts at the snapshot's ADA p
     """
     say = (lambda *a: None) if quiet else dist.print0
@@ -52,6 +53,11 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
             say(f"--resume latest: no training state in {outdir} yet; starting a new run")
             flags["resume"] = None
     elif resume is not None:
+        if is_url(resume):      # NVIDIA's docs fine-tune from a URL: downloaded once into the cache, then a file
+            try:
+                resume = str(resolve_source(resume))
+            except StyleGANError as exc:
+                raise UsageError(f"--resume: {exc}") from None
         path = Path(resume).expanduser()
         if not path.is_file():
             raise UsageError(f"--resume {resume}: no such file; give a training-state-*.safetensors, a network "

@@ -85,7 +85,7 @@ def check_pretrained(config: TrainingConfig, path: str) -> float | None:
     return nets["augment_p"]
 
 
-_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)\.\w+")
+_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)\.\w+$")     # a download's cached name has a prefix
 
 
 def adopt_file_settings(config: TrainingConfig, path: str, augment_p: float | None, *, p_given: bool,
@@ -101,8 +101,8 @@ def adopt_file_settings(config: TrainingConfig, path: str, augment_p: float | No
         config.augment.validate()
         say(f"--resume {name}: ADA starts at the file's augment p = {config.augment.p:.4f} "
             "(give --p to start elsewhere)")
-    match = _SNAPSHOT_KIMG.fullmatch(name)
-    if match and not kimg_given:
+    match = _SNAPSHOT_KIMG.search(name)
+    if match and not kimg_given and int(match.group(1)) > 0:
         kimg = int(match.group(1))
         say(f"--resume {name}: a new run, counting from kimg {config.run.resume_kimg:g}; to count on from the "
             f"snapshot's kimg, give --resume-kimg {kimg}")
