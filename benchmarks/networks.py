@@ -17,6 +17,11 @@ Every measurement runs in its own subprocess with `--threads` torch threads (def
 the threads waited for a core, which CPU time does not (with 2 threads it does count time spent spinning).
 Ours and NVIDIA's run back to back for each measurement, so they see the same machine load; compare the ratios.
 
+OMP_WAIT_POLICY is PASSIVE by default, for both codes: on a machine shared with other work (more runnable threads
+than cores), OpenMP threads that spin while they wait at the end of each parallel region take the core from the
+thread that still has work, and every op is held up. On the 2-core development machine at a load of 5-7, that made
+our StyleGAN3-R 64 px inference 4x slower in wall time and burn 5x the CPU time (`--omp-wait-policy default`).
+
 NVIDIA's code on a CPU runs its pure-PyTorch reference ops, which are slow and memory hungry (its training step at
 StyleGAN3-R 64 px was measured at 22.3 GB). A measurement whose expected peak is above `--max-gb` is skipped and
 recorded as such; a running one is killed when its resident set passes `--max-gb` or it runs past `--timeout`, and
@@ -151,10 +156,18 @@ def _rss_gb(pid: int) -> float:
         return 0.0
 
 
-def measure(spec: dict, timeout_s: float, max_gb: float) -> dict:
+def worker_env(wait_policy: str) -> dict:
+    """The environment of a measurement: OMP_WAIT_POLICY as chosen ('default' leaves it as it is)."""
+    env = dict(os.environ)
+    if wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = wait_policy.upper()
+    return env
+
+
+def measure(spec: dict, timeout_s: float, max_gb: float, env: dict | None = None) -> dict:
     """Run one measurement in a subprocess, watching its resident set and its time."""
     proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     start, seen_gb, why = time.monotonic(), 0.0, None
     while proc.poll() is None:
         seen_gb = max(seen_gb, _rss_gb(proc.pid))
@@ -253,6 +266,8 @@ def main() -> None:
     p.add_argument("--reference", default=_nvidia.default_path(),
                    help="NVIDIA's stylegan3 checkout (default: $STYLEGAN_NVIDIA_REF, else ../ref/stylegan3 "
                    "or /work/ref/stylegan3)")
+    p.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
+                   help="OMP_WAIT_POLICY of every measurement, ours and NVIDIA's alike (default passive: see above)")
     p.add_argument("--out", help="also write the JSON here, updated after every measurement")
     p.add_argument("--table", metavar="JSON", help="print the Markdown table of a file written by --out, and stop")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -275,6 +290,7 @@ def main() -> None:
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   cpu=_cpu_model(), cpus=os.cpu_count(), torch=torch.__version__, threads=args.threads,
                   batch=args.batch, cbase=args.cbase, cmax=args.cmax, repeats=args.repeats, max_gb=args.max_gb,
+                  omp_wait_policy=worker_env(args.omp_wait_policy).get("OMP_WAIT_POLICY", "unset"),
                   notes=notes, load_avg_start=os.getloadavg()[0], results=[])
 
     def emit():
@@ -296,7 +312,7 @@ def main() -> None:
                         continue
                     spec = dict(impl=impl, cfg=cfg, resolution=res, what=what, batch=args.batch, cbase=args.cbase,
                                 cmax=args.cmax, repeats=args.repeats, threads=args.threads, reference=args.reference)
-                    row[impl] = measure(spec, args.timeout, args.max_gb)
+                    row[impl] = measure(spec, args.timeout, args.max_gb, worker_env(args.omp_wait_policy))
                 row["ratios"] = ratios(row)
                 result["results"].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
