@@ -68,9 +68,13 @@ def test_run_directory_holds_everything(tiny_run):
         assert key in rows[-1], key
     log = (tiny_run / "log.txt").read_text()
     assert "tick 1" in log and "sec/kimg" in log and "ETA" in log
-    from stylegan.io import load_networks
+    from stylegan.io import load_networks, read_network_file
     nets = load_networks(tiny_run / "network-snapshot-000000.safetensors")
     assert set(nets) == {"G", "D", "G_ema"}
+    # The last snapshot (kimg 0.024, also named 000000) records its kimg and ADA's p (checked in
+    # test_train_transfer.py, where p is not 0) for fine-tuning from it.
+    extra = read_network_file(tiny_run / "network-snapshot-000000.safetensors")[1]["extra"]
+    assert extra["kimg"] == rows[-1]["kimg"] and extra["augment_p"] == rows[-1]["augment_p"]
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Fine-tuning from an NVIDIA training snapshot (network-snapshot-*.pkl, written here by the test helper in
-NVIDIA's pickle layout; nothing downloaded): the weights are loaded, ADA starts at the snapshot's p unless --p is
-given, and the run counts kimg from 0 unless --resume-kimg is given (issue 4), pointing out the file's kimg."""
+NVIDIA's pickle layout; nothing downloaded), or from ours: the weights are loaded, ADA starts at the snapshot's p
+unless --p is given, and the run counts kimg from 0 unless --resume-kimg is given (issue 4), pointing out the
+file's kimg."""
 from __future__ import annotations
 
 import json
@@ -49,6 +50,14 @@ def test_a_url_is_downloaded_once_into_the_cache(tmp_path, snapshot, capsys):
     assert "give --resume-kimg 1200" in capsys.readouterr().out
 
 
+def test_our_network_snapshot_carries_its_p_too(tmp_path, snapshot):
+    from stylegan.io import load_networks, save_networks
+    pkl, _, data = snapshot
+    ours = save_networks(load_networks(pkl), tmp_path / "network-snapshot-000040.safetensors",
+                         extra_metadata={"kimg": 40.0, "augment_p": 0.0625})
+    assert prepare_config(flags(tmp_path, data, resume=str(ours)), quiet=True).augment.p == 0.0625
+
+
 def test_given_p_and_resume_kimg_win(tmp_path, snapshot, capsys):
     pkl, _, data = snapshot
     c = prepare_config(flags(tmp_path, data, resume=str(pkl), p=0.125, resume_kimg=1200))
@@ -89,6 +98,10 @@ def test_training_from_a_snapshot_carries_its_weights_p_and_kimg(tmp_path, snaps
     assert rows[0]["augment_p"] == pytest.approx(AUGMENT_P, abs=1e-3)
     end = state_tensors(run_dir)
     assert float(end["augment_pipe.p"]) == pytest.approx(AUGMENT_P, abs=1e-3)
+    # The new run's network snapshot passes the p on, for fine-tuning from it in turn.
+    from stylegan.io import read_network_file
+    extra = read_network_file(run_dir / "network-snapshot-001200.safetensors")[1]["extra"]
+    assert extra["augment_p"] == float(end["augment_pipe.p"]) and extra["kimg"] == pytest.approx(1200.016)
     # G_ema moved by (1 - beta) ~ 0.2% per step towards G: still the snapshot's G_ema, not a fresh network.
     for name, ref in refs["G_ema"].state_dict().items():
         if ref.is_floating_point() and not name.endswith(("w_avg", "noise_const")):

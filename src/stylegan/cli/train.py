@@ -54,7 +54,7 @@ Examples:
 @click.option("--aug", type=click.Choice(AUG_MODES), help="Augmentation mode." + _default("aug"))
 @click.option("--p", type=click.FloatRange(0, 1), metavar="FLOAT",
               help="Probability for --aug fixed (required there); starting p for --aug ada.  [default: 0, or the "
-                   "p in an NVIDIA snapshot given to --resume]")
+                   "p stored in a snapshot given to --resume]")
 @click.option("--target", type=click.FloatRange(0, 1), metavar="FLOAT", help="ADA target." + _default("target"))
 @click.option("--augpipe", metavar="NAME", help="Augmentation pipeline preset." + _default("augpipe"))
 @click.option("--resume", metavar="latest|STATE|NETWORK",

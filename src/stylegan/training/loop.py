@@ -222,7 +222,10 @@ class _Loop:
 def _save_network_snapshot(path: Path, trainer: Trainer, config: TrainingConfig) -> None:
     from stylegan.io import save_networks
     nets = {"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema}
-    save_networks(nets, path, extra_metadata={"kimg": trainer.nimg / 1000, "training_options": config.to_dict()})
+    # ADA's p travels with the networks, as in NVIDIA's snapshots, so that fine-tuning from this file starts there.
+    augment_p = float(trainer.augment_pipe.p) if trainer.augment_pipe is not None else None
+    save_networks(nets, path, extra_metadata={"kimg": trainer.nimg / 1000, "augment_p": augment_p,
+                                              "training_options": config.to_dict()})
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -32,7 +32,7 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
     --resume latest         continue the newest run in --outdir from its newest training state; if that run has
                             none, start a new run when the flags describe one
     --resume STATE          continue the run that wrote this training-state-*.safetensors, in its directory
-    --resume NETWORK|URL    a new run initialised from a network file (transfer learning); from an NVIDIA
+    --resume NETWORK|URL    a new run initialised from a network file (transfer learning); from a
                             training snapshot, --aug ada without --p starts at the snapshot's ADA p
     """
     say = (lambda *a: None) if quiet else dist.print0

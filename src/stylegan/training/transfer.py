@@ -2,8 +2,9 @@
 
 The file is read with stylegan.io (our .safetensors networks, NVIDIA's network-snapshot-*.pkl and TF pickles).
 The run is new: kimg starts at 0 (or --resume-kimg), the optimizers are fresh, and, as in NVIDIA's train.py, the
-EMA rampup and the blur are off and ADA reacts 5x faster. An NVIDIA training snapshot also carries ADA's p; with
---aug ada and no --p the new run starts from it (NVIDIA's own train.py starts at 0 and relearns it).
+EMA rampup and the blur are off and ADA reacts 5x faster. A training snapshot (NVIDIA's .pkl, or our
+network-snapshot-*.safetensors) also carries ADA's p; with --aug ada and no --p the new run starts from it
+(NVIDIA's own train.py starts at 0 and relearns it).
 """
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ def _differences(ours: Any, theirs: Any, fields: dict[str, str]) -> list[str]:
 
 def _networks(path: str) -> dict[str, Any]:
     """{'g', 'g_ema', 'd', 'augment_p'} from the file; a file with one generator serves as both G and G_ema, D may
-    be absent, augment_p is ADA's p in an NVIDIA training snapshot (None elsewhere)."""
-    from stylegan.io import load_networks
+    be absent, augment_p is ADA's p in a training snapshot, NVIDIA's or ours (None elsewhere)."""
+    from stylegan.io import load_networks, read_network_file
     from stylegan.io.nvidia_pickle import is_nvidia_pickle, load_nvidia_snapshot
+    from stylegan.io.safetensors_format import is_safetensors_file
     augment_p = None
     try:
         if is_nvidia_pickle(path):
@@ -61,6 +63,8 @@ def _networks(path: str) -> dict[str, Any]:
             augment_p = snap.extras.augment_p
         else:
             modules = load_networks(path)
+            if is_safetensors_file(Path(path)):      # our network snapshots record ADA's p in their metadata
+                augment_p = read_network_file(path)[1]["extra"].get("augment_p")
     except StyleGANError as exc:
         raise UsageError(f"--resume {path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file raises whatever its reader raises
@@ -73,7 +77,7 @@ def _networks(path: str) -> dict[str, Any]:
 
 def check_pretrained(config: TrainingConfig, path: str) -> float | None:
     """Raise a UsageError that names every difference between the file's networks and this run's; return the
-    file's ADA p (an NVIDIA training snapshot's augment_pipe.p), or None when it has none."""
+    file's ADA p (a training snapshot's augment_pipe.p), or None when it has none."""
     from stylegan.training.trainer import network_configs
     g_config, d_config = network_configs(config)
     nets = _networks(path)
