@@ -15,6 +15,10 @@ consecutive steps hold exactly one Dreg and four Gregs), after 2 warm-up steps; 
 Data loading from the zip (workers=0) is inside the step; file writing (snapshots, grids) is not. Augmentation
 is off (`--aug noaug`, as in the demo): with ADA on, its cost grows with p, which a short run cannot reproduce.
 
+OMP_WAIT_POLICY is PASSIVE in every measurement by default (as in benchmarks/networks.py): on a machine shared
+with other work, OpenMP threads spinning at the end of each parallel region take the cores from the threads that
+still compute, which made steps several times slower here. `--omp-wait-policy default` leaves it unset.
+
 Each measurement runs in its own process, so that its peak memory (CUDA: max allocated; CPU: max resident set
 size, imports included) is its own. Ours and NVIDIA's measurements of one case run back to back, so they see the
 same machine load: on a shared machine compare their ratio, not absolute times from different runs.
@@ -172,10 +176,13 @@ def measure(case: dict, warmup: int, steps: int, reference: str) -> dict:
 
 def _run_case(case: dict, args) -> dict:
     extra = (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
+    env = dict(os.environ)
+    if args.omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     start = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(case), "--reference", args.reference]
-                              + extra, capture_output=True, text=True, timeout=args.timeout)
+                              + extra, capture_output=True, text=True, timeout=args.timeout, env=env)
     except subprocess.TimeoutExpired:
         return dict(case, error=f"still running after {args.timeout} s (--timeout)")
     if proc.returncode != 0:
@@ -183,6 +190,7 @@ def _run_case(case: dict, args) -> dict:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["wall_s"] = round(time.perf_counter() - start, 1)
     result["load_avg_after"] = round(os.getloadavg()[0], 2)
+    result["omp_wait_policy"] = env.get("OMP_WAIT_POLICY", "unset")
     return result
 
 
@@ -203,6 +211,8 @@ def main() -> None:
     parser.add_argument("--nvidia-resolutions", default="32", help="CPU resolutions for NVIDIA's code")
     parser.add_argument("--reference", default=_nvidia.default_path(), help="NVIDIA's stylegan3 checkout")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per measurement before it is stopped")
+    parser.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
+                        help="OMP_WAIT_POLICY of every measurement (default passive: see above)")
     parser.add_argument("--one", help=argparse.SUPPRESS)    # internal: run one case (JSON) in this process
     args = parser.parse_args()
     if args.one:
