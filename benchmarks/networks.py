@@ -46,8 +46,9 @@ PRESETS = ("stylegan2", "stylegan3-t", "stylegan3-r")
 SIZES = (64, 128)
 WHATS = ("infer", "step")
 # NVIDIA's expected peak resident set in GB, for deciding what not to start: measured figures from this class of
-# machine (2 threads, batch 8, cbase 8192, cmax 256); StyleGAN3-R at 128 px was not run, its step would need several
-# times the 22.3 GB of 64 px, and its reference ops at 128 px are large even without a graph.
+# machine (2 threads, batch 8, cbase 8192, cmax 256; a step's is scaled by batch / 8, its activations dominate).
+# StyleGAN3-R at 128 px was not run: its step would need several times the 22.3 GB of 64 px, and its reference ops
+# at 128 px are large even without a graph.
 NVIDIA_EXPECTED_GB = {("stylegan2", 64, "step"): 1.4, ("stylegan3-t", 64, "step"): 13.3,
                       ("stylegan3-t", 128, "step"): 19.3, ("stylegan3-r", 64, "step"): 22.3,
                       ("stylegan3-r", 128, "step"): 60.0, ("stylegan3-r", 128, "infer"): 25.0}
@@ -305,7 +306,8 @@ def main() -> None:
             for what in args.what.split(","):
                 row = dict(cfg=cfg, resolution=res, what=what)
                 for impl in impls:
-                    expected = NVIDIA_EXPECTED_GB.get((cfg, res, what), 0) if impl == "nvidia" else 0
+                    expected = NVIDIA_EXPECTED_GB.get((cfg, res, what), 0) * (args.batch / 8 if what == "step" else 1)
+                    expected = expected if impl == "nvidia" else 0
                     if expected > args.max_gb:
                         row[impl] = dict(status="skipped", error=f"expected peak about {expected:g} GB is above "
                                          f"--max-gb {args.max_gb:g} on this {_mem_total_gb():.0f} GB machine")
