@@ -118,14 +118,18 @@ def test_synthesis_takes_w_plus():
 
 
 def test_fused_and_unfused_modconv_agree():
-    # 'inference_only' uses a grouped conv in eval mode and a plain conv on the whole batch in training mode.
+    # A grouped conv with per-sample weights and a plain conv on the modulated batch compute the same thing.
     G, _ = _pair("stylegan2", 32, 0)
+    assert G.synthesis.b32.fused_modconv_default == "inference_only"
     z = torch.randn(3, G.z_dim)
     with torch.no_grad():
-        fused = G.eval()(z, None)
-        unfused = G.train()(z, None)
-    assert G.synthesis.b32.fused_modconv_default == "inference_only"
-    assert torch.allclose(fused, unfused, atol=1e-5)
+        ws = G.eval().mapping(z, None)
+        fused = G.synthesis(ws, fused_modconv=True)
+        unfused = G.synthesis(ws, fused_modconv=False)
+        default = G.synthesis(ws)
+    assert torch.allclose(fused, unfused, atol=1e-5) and not torch.equal(fused, unfused)
+    # On a CPU the default is the plain conv (the faster one there), in eval mode as in training mode.
+    assert torch.equal(default, unfused)
 
 
 def test_update_emas_tracks_w_avg_and_input_magnitudes():
