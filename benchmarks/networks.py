@@ -47,8 +47,8 @@ SIZES = (64, 128)
 WHATS = ("infer", "step")
 # NVIDIA's expected peak resident set in GB, for deciding what not to start: measured figures from this class of
 # machine (2 threads, batch 8, cbase 8192, cmax 256; a step's is scaled by batch / 8, its activations dominate).
-# StyleGAN3-R at 128 px was not run: its step would need several times the 22.3 GB of 64 px, and its reference ops
-# at 128 px are large even without a graph.
+# StyleGAN3-R at 128 px was not run; its values are estimates, not measurements: its step would need several times
+# the 22.3 GB of 64 px, and its reference ops at 128 px are large even without a graph.
 NVIDIA_EXPECTED_GB = {("stylegan2", 64, "step"): 1.4, ("stylegan3-t", 64, "step"): 13.3,
                       ("stylegan3-t", 128, "step"): 19.3, ("stylegan3-r", 64, "step"): 22.3,
                       ("stylegan3-r", 128, "step"): 60.0, ("stylegan3-r", 128, "infer"): 25.0}
