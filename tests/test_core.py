@@ -74,3 +74,19 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("local_rank,expected", [("0", ["fn", "barrier"]), ("1", ["barrier", "fn"])])
+def test_local_leader_first_orders_the_work_around_one_barrier(monkeypatch, local_rank, expected):
+    from stylegan.core import dist
+    events = []
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setattr(dist, "barrier", lambda: events.append("barrier"))
+    assert dist.local_leader_first(lambda: events.append("fn") or 42) == 42
+    assert events == expected
+
+
+def test_local_leader_first_in_a_world_of_one_just_calls():
+    from stylegan.core import dist
+    calls = []
+    assert dist.local_leader_first(lambda: calls.append(1) or "x") == "x" and calls == [1]

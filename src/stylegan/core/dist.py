@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import datetime
 import os
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as torch_dist
+
+T = TypeVar("T")
 
 
 def is_initialized() -> bool:
@@ -46,6 +49,18 @@ def shutdown() -> None:
 def barrier() -> None:
     if is_initialized():
         torch_dist.barrier()
+
+
+def local_leader_first(fn: Callable[[], T]) -> T:
+    """fn() on each machine's local rank 0 first, then on its other ranks: a download into the machine's cache
+    happens once per machine, and the other ranks find it there. In a world of one, simply fn()."""
+    if get_local_rank() == 0:
+        result = fn()
+        barrier()
+    else:
+        barrier()
+        result = fn()
+    return result
 
 
 def print0(*args, **kwargs) -> None:

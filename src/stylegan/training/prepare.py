@@ -55,7 +55,7 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
     elif resume is not None:
         if is_url(resume):      # NVIDIA's docs fine-tune from a URL: downloaded once into the cache, then a file
             try:
-                resume = str(resolve_source(resume))
+                resume = str(dist.local_leader_first(lambda: resolve_source(resume)))   # one download per machine
             except StyleGANError as exc:
                 raise UsageError(f"--resume: {exc}") from None
         path = Path(resume).expanduser()
