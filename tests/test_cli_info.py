@@ -93,3 +93,10 @@ def test_demo_untrained_refuses_kimg(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--untrained", "--kimg", "1", "--outdir", str(tmp_path)])
     assert exit_info.value.code == 2 and "--untrained does not train" in capsys.readouterr().err
+
+
+def test_demo_refuses_untrained_options_when_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--resolution", "64", "--outdir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--resolution: only with --untrained" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -55,5 +55,10 @@ def command(outdir: str | None, device: str, kimg: float | None, untrained: bool
             click.echo(f"  {path}")
         return
 
+    given = [f"--{n}" for n in ("resolution", "cbase", "cmax")
+             if click.get_current_context().get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only with --untrained; the training demo's network is fixed "
+                         "(use `stylegan train` for other sizes)")
     from stylegan.training.demo import run_demo
     run_demo(outdir or "demo-runs", device=device, kimg=kimg)
