@@ -8,6 +8,7 @@ never picked up: a run that died before its first snapshot does not silently con
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -38,12 +39,21 @@ def fakes_name(nimg: int) -> str:
 
 
 def check_outdir_writable(outdir: str | os.PathLike) -> None:
-    """Create outdir if needed and prove that a file can be written there."""
+    """Prove that outdir can be written, without creating it (a --dry-run leaves nothing behind).
+
+    An existing folder gets a test file; a missing one needs its nearest existing parent to be writable, and the
+    run creates it."""
     outdir = Path(outdir).expanduser()
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=outdir):
-            pass
+        if outdir.is_dir():
+            with tempfile.TemporaryFile(dir=outdir):
+                pass
+            return
+        parent = next(p for p in outdir.absolute().parents if p.exists())
+        if outdir.exists() or not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, f"{parent} is not writable")
     except OSError as exc:
         raise UsageError(f"--outdir {outdir}: cannot write there ({exc.strerror or exc}); "
                          "choose a folder you can write to") from None
