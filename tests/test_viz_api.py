@@ -85,7 +85,8 @@ def test_networks_lists_allowed_files_only(client, tree):
     body = client.get("/api/networks").json()
     names = [n["name"] for n in body["networks"]]
     assert names[0] == str(tree["cli_sg2"]) and body["networks"][0]["origin"] == "command line"
-    # broken.safetensors is listed (the name is allowed); loading it answers 422 below.
+    # broken.safetensors is listed (the name is allowed); loading it answers 422 below. The training state in
+    # run/ is not a network and is not listed.
     assert sorted(names[1:]) == ["broken.safetensors", "sg2.safetensors", "sub/cond.safetensors", "sub/sg3.safetensors"]
     assert [d["name"] for d in body["directions"]] == ["dirs.npz"]
     assert body["export"] is True and body["limits"]["max_size"] == 512

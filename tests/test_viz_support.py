@@ -5,6 +5,7 @@
     root/models/sub/sg3.safetensors     StyleGAN3-T
     root/models/sub/cond.safetensors    conditional StyleGAN2, 3 classes
     root/models/dirs.npz                latent directions for sg2 (num_ws 6, w_dim 32)
+    root/models/run/training-state-000000000064.safetensors   a training state: not offered as a network
     root/models/notes.txt, root/models/.hidden/secret.safetensors, root/models/escape.safetensors -> ../outside/
     root/outside/secret.safetensors     must never be reachable
 """
@@ -36,7 +37,7 @@ def tiny_generator(cfg: str, c_dim: int = 0, seed: int = 0) -> torch.nn.Module:
 def make_tree(root: Path) -> dict[str, Path]:
     from stylegan.generate import compute_directions, save_directions
     models, outside, cli = root / "models", root / "outside", root / "cli"
-    for folder in (models / "sub", models / ".hidden", outside, cli, root / "export"):
+    for folder in (models / "sub", models / "run", models / ".hidden", outside, cli, root / "export"):
         folder.mkdir(parents=True, exist_ok=True)
     sg2 = tiny_generator("stylegan2")
     stylegan.save_network(sg2, cli / "sg2.safetensors")
@@ -46,6 +47,10 @@ def make_tree(root: Path) -> dict[str, Path]:
     stylegan.save_network(sg2, outside / "secret.safetensors")
     stylegan.save_network(sg2, models / ".hidden" / "secret.safetensors")
     save_directions(models / "dirs.npz", compute_directions(sg2, num_samples=64, components=4, seed=0))
+    from stylegan.training.state import save_training_state
+    save_training_state(models / "run" / "training-state-000000000064.safetensors",
+                        {f"G.{k}": v for k, v in sg2.state_dict().items()}, config={}, counters={"nimg": 64},
+                        optimizers={})
     (models / "notes.txt").write_text("not a network")
     (models / "broken.safetensors").write_bytes(b"not a network either")
     os.symlink(outside / "secret.safetensors", models / "escape.safetensors")

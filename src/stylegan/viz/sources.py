@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from stylegan.core.errors import UsageError
+from stylegan.training.state import is_training_state
 from stylegan.viz.params import ParamError
 
 NETWORK_SUFFIXES = (".safetensors", ".pkl")
@@ -102,6 +103,8 @@ class AllowedFiles:
             for file in sorted(files):
                 if file.startswith(".") or not file.lower().endswith(suffixes):
                     continue
+                if suffixes == NETWORK_SUFFIXES and is_training_state(Path(folder) / file):
+                    continue                    # a training state holds optimizers too; its snapshot is the network
                 name = (Path(folder) / file).relative_to(self.models_dir).as_posix()
                 if name in exclude:
                     continue
