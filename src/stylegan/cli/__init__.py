@@ -22,6 +22,7 @@ COMMANDS = {
     "project": "project",
     "directions": "directions",
     "edit": "edit",
+    "blend": "blend",
     "metrics": "metrics",
     "serve": "serve",
 }
