@@ -78,7 +78,11 @@ class _NvidiaSteps:
         from training.loss import StyleGAN2Loss
 
         cfg, batch, sg2, sg3r = case["cfg"], case["batch"], case["cfg"] == "stylegan2", case["cfg"] == "stylegan3-r"
-        common = dict(c_dim=0, img_resolution=case["resolution"], img_channels=3, num_fp16_res=0, conv_clamp=None)
+        # precision 'fp16' is their default mixed precision (4 fp16 resolutions, clamp 256); else their --fp32.
+        fp16 = case.get("precision") == "fp16"
+        common = dict(c_dim=0, img_resolution=case["resolution"], img_channels=3, num_fp16_res=4 if fp16 else 0,
+                      conv_clamp=256 if fp16 else None)
+        self.device = torch.device(case.get("device", "cpu"))
         mult = 2 if sg3r else 1                             # train.py doubles G's feature maps for stylegan3-r
         g_kwargs = dict(z_dim=512, w_dim=512, mapping_kwargs=dict(num_layers=8 if sg2 else 2),
                         channel_base=case["cbase"] * mult, channel_max=case["cmax"] * mult, **common)
@@ -90,9 +94,10 @@ class _NvidiaSteps:
         D = networks_stylegan2.Discriminator(channel_base=case["cbase"], channel_max=case["cmax"],
                                              block_kwargs=dict(freeze_layers=0), mapping_kwargs={},
                                              epilogue_kwargs=dict(mbstd_group_size=4), **common)
-        self.G, self.D = G.train().requires_grad_(False), D.train().requires_grad_(False)
+        self.G = G.train().requires_grad_(False).to(self.device)
+        self.D = D.train().requires_grad_(False).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
-        self.loss = StyleGAN2Loss(device=torch.device("cpu"), G=self.G, D=self.D, r1_gamma=gamma,
+        self.loss = StyleGAN2Loss(device=self.device, G=self.G, D=self.D, r1_gamma=gamma,
                                   style_mixing_prob=0.9 if sg2 else 0, pl_weight=2 if sg2 else 0,
                                   pl_no_weight_grad=sg2, blur_init_sigma=10 if sg3r else 0,
                                   blur_fade_kimg=batch * 200 / 32)
@@ -105,22 +110,25 @@ class _NvidiaSteps:
             if interval:
                 self.phases.append((name + "reg", module, opt, interval))
         self.dataset, self.batch, self.ema_nimg = dataset, batch, batch * 10 / 32 * 1000
+        self.batch_gpu = case.get("batch_gpu") or batch        # their loop accumulates batch_gpu-sized chunks
         self.nimg = self.batch_idx = 0
 
     def step(self) -> None:
         import torch
         n = self.batch
         idx = [(self.nimg + i) % len(self.dataset) for i in range(n)]
-        real = torch.stack([torch.from_numpy(self.dataset[i][0]) for i in idx]).to(torch.float32) / 127.5 - 1
-        c = torch.zeros([n, 0])
-        zs = torch.randn([len(self.phases), n, self.G.z_dim])
+        real = torch.stack([torch.from_numpy(self.dataset[i][0]) for i in idx]).to(self.device, torch.float32)
+        real = real / 127.5 - 1
+        c = torch.zeros([n, 0], device=self.device)
+        zs = torch.randn([len(self.phases), n, self.G.z_dim]).to(self.device)
         for (name, module, opt, interval), z in zip(self.phases, zs):
             if self.batch_idx % interval != 0:
                 continue
             opt.zero_grad(set_to_none=True)
             module.requires_grad_(True)
-            self.loss.accumulate_gradients(phase=name, real_img=real, real_c=c, gen_z=z, gen_c=c, gain=interval,
-                                           cur_nimg=self.nimg)
+            for real_j, c_j, z_j in zip(real.split(self.batch_gpu), c.split(self.batch_gpu), z.split(self.batch_gpu)):
+                self.loss.accumulate_gradients(phase=name, real_img=real_j, real_c=c_j, gen_z=z_j, gen_c=c_j,
+                                               gain=interval, cur_nimg=self.nimg)
             module.requires_grad_(False)
             for p in module.parameters():
                 if p.grad is not None:
