@@ -23,6 +23,7 @@ COMMANDS = {
     "directions": "directions",
     "edit": "edit",
     "blend": "blend",
+    "translate": "translate",
     "metrics": "metrics",
     "serve": "serve",
 }
