@@ -6,7 +6,8 @@ The nonlinearity runs at the higher sampling rate, so the new frequencies it cre
 before they can alias.
 
 `filtered_lrelu_ref` composes bias_act and upfirdn2d_ref literally and is the ground truth. `filtered_lrelu`
-dispatches to a faster, lower-memory path when one is available; it is tested against the reference.
+dispatches to a faster, lower-memory path when one is available (the fused Triton kernel on CUDA, the fused
+pure-torch path elsewhere); each is tested against the reference.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import math
 
 import torch
 
-from stylegan.ops._dispatch import use_fast
+from stylegan.ops._dispatch import pick, triton_unsupported
 from stylegan.ops.bias_act import bias_act
 from stylegan.ops.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d_ref
 
@@ -57,22 +58,34 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
                    b: torch.Tensor | None = None, up: int = 1, down: int = 1, padding: Padding = 0,
                    gain: float = math.sqrt(2), slope: float = 0.2, clamp: float | None = None,
                    flip_filter: bool = False, impl: str = "auto") -> torch.Tensor:
-    """filtered_lrelu with the implementation chosen by `impl`: 'ref', 'fast', or 'auto' (the fast path).
+    """filtered_lrelu with the implementation chosen by `impl`: 'ref', 'fast', 'triton' or 'auto' (see `_dispatch`).
 
-    The fast path (`_filtered_lrelu_fast`) is fused and chunked, and keeps only x and b for backward; it matches the
-    reference to float rounding, values and gradients (second order included)."""
+    The fast path (`_filtered_lrelu_fast`) is fused and chunked; the Triton path (`_filtered_lrelu_triton`) is one
+    fused kernel per pass whose upsampled intermediate never leaves the chip. Both keep only x and b for backward
+    and match the reference to float rounding, values and gradients (second order included)."""
     from stylegan.ops import _filtered_lrelu_fast as fast
     from stylegan.ops import _upfirdn2d_fast
 
-    unsupported = None
-    if not _upfirdn2d_fast.supports(x):
-        unsupported = f"dtype {x.dtype} on {x.device.type}"
-    elif not fast.supports(gain):
-        unsupported = f"gain {gain} <= 0"
+    shared = None                                   # what rules out both fused paths
+    if not fast.supports(gain):
+        shared = f"gain {gain} <= 0"
     elif any(t is not None and t.requires_grad for t in (fu, fd)):
-        unsupported = "a filter requires grad"
-    if use_fast("filtered_lrelu", impl, unsupported):
-        return fast.filtered_lrelu_fast(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain,
-                                        slope=slope, clamp=clamp, flip_filter=flip_filter)
-    return filtered_lrelu_ref(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope,
-                              clamp=clamp, flip_filter=flip_filter)
+        shared = "a filter requires grad"
+    unsupported = shared
+    if unsupported is None and not _upfirdn2d_fast.supports(x):
+        unsupported = f"dtype {x.dtype} on {x.device.type}"
+    triton = shared
+    if triton is None and impl != "ref" and impl != "fast":
+        triton = triton_unsupported(x, b)
+        if triton is None:
+            from stylegan.ops import _filtered_lrelu_triton
+            triton = _filtered_lrelu_triton.unsupported(x, fu, fd, up, down, padding)
+    path = pick("filtered_lrelu", impl, x.device, fast=unsupported, triton=triton)
+    args = dict(fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp,
+                flip_filter=flip_filter)
+    if path == "triton":
+        from stylegan.ops import _filtered_lrelu_triton
+        return _filtered_lrelu_triton.filtered_lrelu_triton(x, **args)
+    if path == "fast":
+        return fast.filtered_lrelu_fast(x, **args)
+    return filtered_lrelu_ref(x, **args)
