@@ -157,6 +157,25 @@ def test_metrics_at_a_snapshot_are_appended_and_plotted(tmp_path, tiny_run, monk
         metrics_hook.check_metrics(["fid1k"])
 
 
+@pytest.mark.slow
+def test_offline_run_skips_a_metric_that_needs_a_download_and_keeps_training(tmp_path, data, monkeypatch, capsys):
+    # NVIDIA's default --metrics fid50k_full needs Inception weights; with none on disk and no network the run
+    # must go on to its end, say once which metric it skipped and why, and never try again.
+    monkeypatch.setenv("STYLEGAN_OFFLINE", "1")
+    from stylegan.training import metrics_hook
+    calls = []
+    real = metrics_hook.calc_metric
+    monkeypatch.setattr(metrics_hook, "calc_metric", lambda name, *a, **k: calls.append(name) or real(name, *a, **k))
+    run_dir = train(prepare_config(flags(tmp_path, data[16], kimg=0.016, tick=0.008, snap=1, seed=1,
+                                         metrics="fid50k_full"), quiet=True))
+    out = capsys.readouterr().out
+    assert sorted(Path(run_dir).glob("network-snapshot-*.safetensors"))[-1].name == "network-snapshot-000000.safetensors"
+    assert out.count("skipped fid50k_full for the rest of this run") == 1 and "--metrics swd16k" in out
+    assert "weights not found" in out and "--feature-dir" in out
+    assert calls == ["fid50k_full"]                          # later snapshots did not try again
+    assert not list(Path(run_dir).glob("metric-*.jsonl"))
+
+
 def test_tensorboard_receives_every_number_of_a_tick(tmp_path, monkeypatch):
     # The tensorboard package is optional (not installed in CI): a stand-in SummaryWriter records the calls.
     import sys

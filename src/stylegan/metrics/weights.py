@@ -57,6 +57,10 @@ LPIPS_VGG_HEADS = WeightFile(
 INCEPTION_FILES = (INCEPTION_OURS, INCEPTION_NVIDIA, INCEPTION_PYTORCH_FID)
 
 
+class WeightsUnavailable(StyleGANError):
+    """A metric's feature network is neither on disk nor downloadable here (offline, or the download failed)."""
+
+
 def cache_root() -> Path:
     """$STYLEGAN_CACHE, or ~/.cache/stylegan."""
     return Path(os.environ.get("STYLEGAN_CACHE") or Path.home() / ".cache" / "stylegan").expanduser()
@@ -109,8 +113,8 @@ def locate(candidates: tuple[WeightFile, ...], what: str, feature_dir=None, down
             pass
     names = ", ".join(c.name for c in candidates)
     where = " or ".join(str(d) for d in dirs)
-    raise StyleGANError(f"{what} weights not found (looked for {names} in {where}); download {target.url} "
-                        f"into {dirs[0]} (or pass --feature-dir DIR holding it)")
+    raise WeightsUnavailable(f"{what} weights not found (looked for {names} in {where}); download {target.url} "
+                             f"into {dirs[0]} (or pass --feature-dir DIR holding it)")
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

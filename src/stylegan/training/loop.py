@@ -90,6 +90,7 @@ class _Loop:
     def __init__(self, config: TrainingConfig, device: torch.device, run_dir: Path, state):
         self.config, self.device, self.run_dir, self.state = config, device, run_dir, state
         self.rank0 = dist.get_rank() == 0
+        self.skipped_metrics: set[str] = set()      # metrics whose feature network is unavailable (offline)
 
     def run(self) -> None:
         c, print0 = self.config, dist.print0
@@ -214,7 +215,8 @@ class _Loop:
         dist.barrier()
         if c.run.metrics:
             from stylegan.training.metrics_hook import evaluate_metrics
-            evaluate_metrics(c, trainer.G_ema, self.run_dir, snapshot, trainer.nimg, self.device)
+            evaluate_metrics(c, trainer.G_ema, self.run_dir, snapshot, trainer.nimg, self.device,
+                             skipped=self.skipped_metrics)
         if self.rank0:
             plot_curves(self.run_dir)
 
