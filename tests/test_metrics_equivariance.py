@@ -70,6 +70,13 @@ def test_exactly_equivariant_network_scores_very_high():
     assert _psnr("eqr50k", G) > 40          # band-limited rotation on both sides
 
 
+def test_equivariance_shows_progress_with_an_eta(capsys):
+    # The equivariance metrics run for minutes on real networks; like every long job they show a bar with an ETA.
+    calc_metric("eqt50k_int", FourierG(), None, device="cpu", num_gen=8, progress=True)
+    err = capsys.readouterr().err
+    assert "equivariance" in err and "8/8" in err and "<" in err      # tqdm prints elapsed<remaining
+
+
 def test_network_that_ignores_the_transform_scores_low():
     G = FourierG(ignore_transform=True)
     assert _psnr("eqt50k_int", G) < 20

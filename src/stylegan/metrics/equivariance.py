@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from stylegan.core import dist
 from stylegan.core.errors import StyleGANError
 from stylegan.core.misc import derive_seed
-from stylegan.metrics.features import MetricOptions, label_sampler, prepared_generator, rank_share
+from stylegan.metrics.features import MetricOptions, label_sampler, prepared_generator, progress_bar, rank_share
 from stylegan.ops.upfirdn2d import filter2d, upsample2d
 
 
@@ -239,6 +239,7 @@ def compute_equivariance(opts: MetricOptions, num_samples: int, batch_size: int 
         return torch.rand(shape, generator=rng, device=opts.device) * 2 - 1
 
     todo = rank_share(num_samples)
+    bar = progress_bar(todo, "equivariance", opts, unit="sample")
     while todo > 0:
         n = min(batch_size, todo)
         todo -= n
@@ -269,6 +270,8 @@ def compute_equivariance(opts: MetricOptions, num_samples: int, batch_size: int 
         for i, (ref, img, mask) in enumerate(pairs):
             sums[i, 0] += ((ref - img).square() * mask).to(torch.float64).sum()
             sums[i, 1] += mask.to(torch.float64).sum()
+        bar.update(n)
+    bar.close()
     transform.copy_(eye)
     dist.all_reduce_sum_(sums)
     return {name: psnr(sums[i, 0], sums[i, 1]) for i, name in enumerate(names)}

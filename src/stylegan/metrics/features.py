@@ -74,8 +74,9 @@ def open_dataset(opts: MetricOptions, xflip: bool):
     return ImageDataset(**kwargs)
 
 
-def _progress(total: int, desc: str, opts: MetricOptions):
-    return tqdm(total=total, desc=desc, unit="img", disable=not opts.progress or dist.get_rank() != 0,
+def progress_bar(total: int, desc: str, opts: MetricOptions, unit: str = "img"):
+    """The progress bar (with its rate and ETA) of every long metric loop; rank 0 only, off with progress=False."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=not opts.progress or dist.get_rank() != 0,
                 leave=False, dynamic_ncols=True)
 
 
@@ -111,7 +112,7 @@ def dataset_stats(opts: MetricOptions, dataset, detector: Detector, detector_id:
     loader = torch.utils.data.DataLoader(dataset, batch_size=opts.batch_size, sampler=indices,
                                          num_workers=opts.num_workers if len(indices) > opts.batch_size else 0,
                                          pin_memory=opts.device.type == "cuda")
-    with _progress(num_items, "dataset features", opts) as bar:
+    with progress_bar(num_items, "dataset features", opts) as bar:
         for images, _labels in loader:
             images = _to_rgb(torch.as_tensor(images).to(opts.device))
             stats.append(detector(images))
@@ -164,7 +165,7 @@ def generator_stats(opts: MetricOptions, detector: Detector, num_gen: int, tag: 
     todo = rank_share(num_gen)
     kwargs = dict(dict(noise_mode="random"), **opts.G_kwargs)
     with torch.random.fork_rng(devices=[opts.device] if opts.device.type == "cuda" else []), \
-            _progress(num_gen, "generator features", opts) as bar:
+            progress_bar(num_gen, "generator features", opts) as bar:
         torch.manual_seed(seed)  # the generator's own noise; the caller's RNG state is restored afterwards
         while todo > 0:
             images = []

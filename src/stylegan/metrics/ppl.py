@@ -15,7 +15,7 @@ import torch
 
 from stylegan.core import dist
 from stylegan.core.misc import derive_seed
-from stylegan.metrics.features import MetricOptions, label_sampler, prepared_generator, rank_share
+from stylegan.metrics.features import MetricOptions, label_sampler, prepared_generator, progress_bar, rank_share
 from stylegan.metrics.stats import _all_gather_rows
 from stylegan.metrics.weights import load_vgg16
 
@@ -46,6 +46,7 @@ def compute_ppl(opts: MetricOptions, num_samples: int, epsilon: float = 1e-4, cr
     labels = label_sampler(opts, batch_size, seed)
     dists = []
     todo = rank_share(num_samples)
+    bar = progress_bar(todo, "path length", opts, unit="sample")
     while todo > 0:
         n = min(batch_size, todo)
         todo -= n
@@ -61,6 +62,8 @@ def compute_ppl(opts: MetricOptions, num_samples: int, epsilon: float = 1e-4, cr
         img = G.synthesis(wt, noise_mode="const", **opts.G_kwargs)
         e0, e1 = vgg.lpips_embedding(prepare_for_lpips(img, G.img_resolution, crop)).chunk(2)
         dists.append((e0 - e1).square().sum(dim=1) / epsilon ** 2)
+        bar.update(n)
+    bar.close()
     local = torch.cat(dists).view(-1, 1) if dists else torch.zeros(0, 1, device=opts.device)
     d = _all_gather_rows(local.cpu(), opts.device).view(-1).to(torch.float64).numpy()
     return ppl_from_distances(d)
