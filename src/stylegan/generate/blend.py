@@ -197,7 +197,8 @@ def describe_blend(G, options: BlendOptions) -> str:
              if i < len(layers) else "every layer from A")
     if options.swap_res is not None:
         where = f"swap at {options.swap_res} px: " + where
-    how = "hard swap" if options.smooth == 0 else f"{options.ramp} ramp {options.smooth:g} layers wide"
+    width = f"{options.smooth:g} layer{'' if options.smooth == 1 else 's'}"
+    how = "hard swap" if options.smooth == 0 else f"{options.ramp} ramp {width} wide"
     return f"{where}; {how}; mapping network and w_avg from {options.mapping_from.upper()}"
 
 
