@@ -80,6 +80,9 @@ def test_page_controls_change_the_picture_and_match_the_api(tmp_path):
 
             first_params, first = shown_after("p.seed === 0")
             np.testing.assert_array_equal(first, api_render(first_params))
+            # A 16 px network opens enlarged to fit the stage, not at 100 %.
+            assert int(page.input_value("#zoom")) > 100
+            assert page.evaluate("document.querySelector('#view-image').getBoundingClientRect().width") > 16 * 2
 
             page.click("#seed-next")
             seed_params, after_seed = shown_after("p.seed === 1")

@@ -13,6 +13,7 @@ const state = {
   client: newClientId(),
   seq: 0,             // last request number sent
   shownSeq: -1,       // request number of the picture on screen
+  fitPending: false,  // the next picture is a new network's first: fit small ones to the stage
   inflight: 0,
   info: null,         // POST /api/network answer for the chosen network
   limits: { max_size: 2048 },
@@ -147,7 +148,15 @@ async function show(blob, params, seq, headers, roundTripMs) {
   img.dataset.seq = String(seq);
   img.dataset.params = JSON.stringify(params);
   if (state.commandFor !== img.dataset.params) $("command-box").hidden = true;    // it was for another picture
-  applyZoom();
+  if (state.fitPending) {
+    // A network's first picture: small networks (32 px) open enlarged to fit; large ones stay at 100 %.
+    state.fitPending = false;
+    const stage = $("stage");
+    if (img.naturalWidth * 2 <= stage.clientWidth && img.naturalHeight * 2 <= stage.clientHeight) zoomToFit();
+    else applyZoom();
+  } else {
+    applyZoom();
+  }
   showError("");
   const w = headers.get("X-Image-Width"), h = headers.get("X-Image-Height");
   const renderMs = Number(headers.get("X-Render-Ms"));
@@ -323,6 +332,7 @@ async function chooseNetwork() {
     return;
   }
   state.info = info;
+  state.fitPending = true;
   const kind = info.stylegan3 ? info.cfg || "stylegan3" : info.cfg || "stylegan2";
   $("network-info").textContent =
     `${kind}, ${info.resolution}×${info.resolution}, ${info.num_ws} ws` +
