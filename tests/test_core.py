@@ -90,3 +90,15 @@ def test_local_leader_first_in_a_world_of_one_just_calls():
     from stylegan.core import dist
     calls = []
     assert dist.local_leader_first(lambda: calls.append(1) or "x") == "x" and calls == [1]
+
+
+def test_busy_machine_gets_the_passive_openmp_policy_and_a_note(monkeypatch):
+    import stylegan.cli as cli
+    assert cli.busy_machine_note(1.5, 2, {}) is None                                  # idle: OpenMP's default
+    assert cli.busy_machine_note(7.9, 2, {"OMP_WAIT_POLICY": "ACTIVE"}) is None       # the user's own choice wins
+    note = cli.busy_machine_note(7.9, 2, {})
+    assert "load 7.9 on 2 cores" in note and "OMP_WAIT_POLICY=PASSIVE" in note
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (9.0, 5.0, 3.0))
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    assert cli._adapt_to_busy_machine() is not None and cli.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"

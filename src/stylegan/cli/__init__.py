@@ -3,11 +3,48 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+from pathlib import Path
 
 import click
 
-from stylegan.core.errors import StyleGANError
+
+def busy_machine_note(load: float, cpus: int, env: dict) -> str | None:
+    """What to tell the user, and whether to set OpenMP's passive wait policy, when the machine is already busy.
+
+    On a machine with more runnable threads than cores, OpenMP threads that spin at the end of each parallel region
+    take the cores from the threads still computing; PASSIVE made training several times faster there, and
+    1.4-2.3x slower on an idle machine (docs/benchmarks.md). So it is set only when the 1-minute load average
+    already exceeds the core count, and never over the user's own setting."""
+    if load <= cpus or "OMP_WAIT_POLICY" in env:
+        return None
+    return (f"note: this machine is busy (load {load:.1f} on {cpus} cores), so this will run slower than usual; "
+            "using OMP_WAIT_POLICY=PASSIVE, which measured fastest on busy machines (set OMP_WAIT_POLICY to override)")
+
+
+def _adapt_to_busy_machine() -> str | None:
+    # OpenMP reads the variable when torch loads, so this runs before anything imports torch.
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    note = busy_machine_note(load, os.cpu_count() or 1, os.environ)
+    if note:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return note
+
+
+def _is_the_program() -> bool:
+    """Whether this process is the `stylegan` command (or `python -m stylegan`), not a library user or a test."""
+    prog = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return prog.name == "stylegan" or prog.parts[-2:] == ("stylegan", "__main__.py")
+
+
+_BUSY_NOTE = _adapt_to_busy_machine() if _is_the_program() else None
+LONG_COMMANDS = ("train", "demo", "metrics")      # the commands that say so when the machine is busy
+
+from stylegan.core.errors import StyleGANError  # noqa: E402 - after the OpenMP setting above
 
 # name -> module under stylegan.cli that defines a click command called `command`.
 COMMANDS = {
@@ -51,6 +88,9 @@ def cli():
 
 def main(argv=None):
     """Entry point: user errors print one line to stderr and exit 2, without a traceback."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if _BUSY_NOTE and args and args[0] in LONG_COMMANDS:
+        click.echo(_BUSY_NOTE, err=True)
     try:
         cli.main(args=argv, prog_name="stylegan", standalone_mode=False)
     except click.exceptions.Abort:
