@@ -17,7 +17,7 @@ import PIL.Image
 import torch
 
 from stylegan.core.errors import StyleGANError
-from stylegan.data.demo import DEMO_NAME, demo_dataset_path
+from stylegan.data.bundled import bundled_dataset_path, is_bundled_dataset
 from stylegan.data.layout import LABELS_FILE, LabelFile, is_image_name, normalize_name
 from stylegan.data.png import SIGNATURE as _PNG_SIGNATURE, decode_unfiltered
 
@@ -33,15 +33,15 @@ class ImageDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self,
-                 path: str | os.PathLike,           # a .zip or folder; 'demo' is the bundled demo dataset
+                 path: str | os.PathLike,           # a .zip or folder; 'demo' or 'openmoji' is a bundled one
                  resolution: int | None = None,     # require this image size; None accepts what the data has
                  use_labels: bool = False,          # read dataset.json; False makes label_dim 0
                  xflip: bool = False,               # double the set with mirrored copies
                  max_size: int | None = None,       # keep a random subset of this many raw images (before xflip)
                  seed: int = 0,                     # picks the max_size subset
                  ):
-        if isinstance(path, str) and path == DEMO_NAME:
-            self.path, self.name = demo_dataset_path(), DEMO_NAME
+        if is_bundled_dataset(path):
+            self.path, self.name = bundled_dataset_path(path), path
         else:
             self.path = Path(path)
             self.name = self.path.stem if self.path.suffix.lower() == ".zip" else self.path.name

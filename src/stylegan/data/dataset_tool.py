@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from stylegan.core.errors import StyleGANError, UsageError
 from stylegan.core.files import atomic_path
+from stylegan.data.bundled import is_bundled_dataset
 from stylegan.data.layout import LABELS_FILE, Label, LabelFile, archive_name, is_image_name, labels_json
 from stylegan.data.png import encode_unfiltered
 from stylegan.data.sources import Source, SourceItem, open_source
@@ -433,7 +434,7 @@ def _assign_labels(cands: list[_Candidate], src: Source, opts: ConvertOptions, l
         return dim, src.class_names, True
     if label_bytes is None:
         return 0, None, True
-    where = f"{LABELS_FILE} in {src.path}" if src.kind != "demo" else f"the demo's {LABELS_FILE}"
+    where = f"the {src.kind} dataset's {LABELS_FILE}" if is_bundled_dataset(src.kind) else f"{LABELS_FILE} in {src.path}"
     parsed = LabelFile.parse(label_bytes, where)
     if parsed.labels is None:
         return 0, None, True

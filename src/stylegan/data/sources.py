@@ -1,4 +1,4 @@
-"""What `stylegan dataset --source` can read: folders, zips, tars, MNIST IDX files, the CIFAR-10 tarball, the demo.
+"""What `stylegan dataset --source` can read: folders, zips, tars, MNIST IDX files, the CIFAR-10 tarball, the bundled sets.
 
 Every source lists its files as SourceItems in a fixed order, so two passes over it see the same files. The
 dataset tool makes two passes: one reads only image headers to decide sizes and channels before anything
@@ -23,7 +23,7 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 
 from stylegan.core.errors import StyleGANError
-from stylegan.data.demo import DEMO_NAME, demo_dataset_path
+from stylegan.data.bundled import bundled_dataset_path, is_bundled_dataset
 from stylegan.data.layout import normalize_name
 
 # Errors that a damaged archive or compressed stream raises while it is being read.
@@ -42,7 +42,7 @@ class SourceItem:
 
 @dataclass
 class Source:
-    kind: str                                           # folder | zip | tar | mnist | cifar10 | demo
+    kind: str                                           # folder | zip | tar | mnist | cifar10, or a bundled set's name
     path: Path
     items: Callable[[], Iterator[SourceItem]]           # every file in source order; call again for another pass
     class_names: list[str] | None = None                # names that come with the source (CIFAR-10)
@@ -52,8 +52,8 @@ class Source:
 
 def open_source(spec: str | os.PathLike) -> Source:
     """Recognize what `spec` is and open it; raise StyleGANError with the accepted kinds when it is none of them."""
-    if isinstance(spec, str) and spec == DEMO_NAME:
-        return _zip_source(demo_dataset_path(), kind="demo")
+    if is_bundled_dataset(spec):
+        return _zip_source(bundled_dataset_path(spec), kind=spec)
     path = Path(spec)
     if not path.exists():
         raise StyleGANError(f"--source {spec}: no such file or folder")
