@@ -8,7 +8,8 @@ The same sequence as scipy.signal.upfirdn, applied per channel on both image axe
 
 `upfirdn2d_ref` is the ground truth, written for clarity. `upfirdn2d` dispatches to a faster polyphase
 path (strided and transposed depthwise convolutions, which never touch the inserted zeros; see
-`_upfirdn2d_fast`) that is tested against the reference on random inputs, values and gradients.
+`_upfirdn2d_fast`) or, on CUDA, to a polyphase Triton kernel (`_upfirdn2d_triton`); both are tested against the
+reference on random inputs, values and gradients (the kernel on the CPU, under Triton's interpreter).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylegan.ops._dispatch import use_fast
+from stylegan.ops._dispatch import pick, triton_unsupported
 
 Padding = int | Sequence[int]
 
@@ -133,10 +134,12 @@ def upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[in
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] = 1, down: int | Sequence[int] = 1,
               padding: Padding = 0, flip_filter: bool = False, gain: float = 1, impl: str = "auto") -> torch.Tensor:
-    """upfirdn2d with the implementation chosen by `impl`: 'ref', 'fast', or 'auto' (the fast path).
+    """upfirdn2d with the implementation chosen by `impl`: 'ref', 'fast', 'triton', or 'auto' (the Triton kernel
+    on CUDA, else the fast path).
 
-    The fast path (`_upfirdn2d_fast`) is polyphase and never multiplies inserted zeros; it matches the reference
-    to float rounding and supports gradients of any order with respect to x (not f)."""
+    The fast path (`_upfirdn2d_fast`) and the Triton kernel (`_upfirdn2d_triton`) are polyphase and never multiply
+    inserted zeros; they match the reference to float rounding and support gradients of any order with respect to
+    x (not f)."""
     from stylegan.ops import _upfirdn2d_fast as fast
 
     unsupported = None
@@ -144,9 +147,23 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] =
         unsupported = f"dtype {x.dtype} on {x.device.type}"
     elif f is not None and f.requires_grad:
         unsupported = "the filter requires grad"
-    if use_fast("upfirdn2d", impl, unsupported):
-        return fast.upfirdn2d_fast(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
-    return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    path = pick("upfirdn2d", impl, x.device, fast=unsupported, triton=_triton_unsupported(x, f))
+    kwargs = dict(up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    if path == "triton":
+        from stylegan.ops._upfirdn2d_triton import upfirdn2d_triton
+        return upfirdn2d_triton(x, f, **kwargs)
+    if path == "fast":
+        return fast.upfirdn2d_fast(x, f, **kwargs)
+    return upfirdn2d_ref(x, f, **kwargs)
+
+
+def _triton_unsupported(x: torch.Tensor, f: torch.Tensor | None) -> str | None:
+    """Why the Triton kernel cannot run on these inputs, or None when it can."""
+    reason = triton_unsupported(x, f)
+    if reason is None:
+        from stylegan.ops import _upfirdn2d_triton                  # imported only when triton can run
+        reason = _upfirdn2d_triton.unsupported(x, f)
+    return reason
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor | None, padding: Padding = 0, flip_filter: bool = False,
