@@ -62,7 +62,7 @@ def _upfirdn2d_kernel(x_ptr, t_ptr, y_ptr, rows, in_h, in_w, out_h, out_w, shift
                       FW: tl.constexpr, FH: tl.constexpr, ACC: tl.constexpr,
                       BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
     col_tiles = tl.cdiv(out_w, BLOCK_W)
-    pid = tl.program_id(0).to(tl.int64)
+    pid = tl.program_id(0).to(tl.int64)         # 64-bit indices: offsets past 2^31 in large batches need them
     r = (pid // col_tiles) * BLOCK_H + tl.arange(0, BLOCK_H)         # [BLOCK_H] (plane, output row) pairs
     ox = (pid % col_tiles) * BLOCK_W + tl.arange(0, BLOCK_W)         # [BLOCK_W] output columns
     row_ok = r < rows
@@ -71,7 +71,7 @@ def _upfirdn2d_kernel(x_ptr, t_ptr, y_ptr, rows, in_h, in_w, out_h, out_w, shift
     oy = r % out_h
     ky0, iy0 = _phase(oy, DOWNY, UPY, shift_y, shift_in_y)           # [BLOCK_H]
     kx0, ix0 = _phase(ox, DOWNX, UPX, shift_x, shift_in_x)           # [BLOCK_W]
-    x_rows = x_ptr + plane * in_h * in_w                # [BLOCK_H] start of each row's plane
+    x_rows = x_ptr + plane * in_h * in_w                             # [BLOCK_H] start of each row's plane
 
     acc = tl.zeros([BLOCK_H, BLOCK_W], dtype=ACC)
     for ty in range((FH + UPY - 1) // UPY):
