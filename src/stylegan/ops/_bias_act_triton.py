@@ -171,10 +171,9 @@ def _differentiable_backward(x: torch.Tensor, b: torch.Tensor | None, dy: torch.
 class _BiasAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, b, spec: _Spec):
-        x = x.contiguous()
         dtype = x.dtype if b is None else torch.promote_types(x.dtype, b.dtype)    # as the reference's x + b
-        y = _launch(x, b, torch.empty(x.shape, dtype=dtype, device=x.device), spec)
-        ctx.save_for_backward(x, b)
+        y = _launch(x.contiguous(), b, torch.empty(x.shape, dtype=dtype, device=x.device), spec)
+        ctx.save_for_backward(x, b)                 # x itself, not a copy: double backward differentiates it
         ctx.spec = spec
         return y
 
@@ -185,7 +184,8 @@ class _BiasAct(torch.autograd.Function):
         if torch.is_grad_enabled():
             dv = _differentiable_backward(x, b, dy, spec)
         else:
-            dv = _launch(x, b, torch.empty(x.shape, dtype=dy.dtype, device=x.device), spec, dy=dy.contiguous())
+            dv = _launch(x.contiguous(), b, torch.empty(x.shape, dtype=dy.dtype, device=x.device), spec,
+                         dy=dy.contiguous())
         dx = dv.to(x.dtype) if ctx.needs_input_grad[0] else None
         db = None
         if b is not None and ctx.needs_input_grad[1]:
