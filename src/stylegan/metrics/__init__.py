@@ -1,4 +1,5 @@
-"""Quality metrics with NVIDIA's names and definitions: FID, KID, precision/recall, IS, PPL, equivariance.
+"""Quality metrics with NVIDIA's names and definitions: FID, KID, precision/recall, IS, PPL, equivariance;
+and Progressive GAN's sliced Wasserstein distance (swd16k, stylegan.metrics.swd), which needs no feature network.
 
 Library entry points (the CLI and the trainer use these):
     calc_metric(name, G, data, device=..., feature_dir=..., cache_dir=..., num_gen=None, ...) -> result dict

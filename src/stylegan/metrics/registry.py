@@ -165,6 +165,12 @@ def is50k(opts):
     return dict(is50k_mean=mean, is50k_std=std)
 
 
+@register("Sliced Wasserstein distance x1e3 of Laplacian-pyramid patches, 16k vs 16k (no feature network).")
+def swd16k(opts):
+    from stylegan.metrics.swd import compute_swd
+    return compute_swd(opts, "swd16k", num_real=_cap(16384, opts.max_real), num_gen=_count(16384, opts.num_gen))
+
+
 # ----------------------------------------------------------------------------------------------------------
 
 def list_metrics() -> list[str]:
@@ -207,11 +213,13 @@ def _full_precision():
 def calc_metric(name: str, G: torch.nn.Module | None = None, data=None, *, device="auto", mirror: bool = False,
                 feature_dir=None, cache_dir=None, cache: bool = True, download: bool = True,
                 num_gen: int | None = None, max_real: int | None = None, batch_size: int = 64,
-                num_workers: int = 3, seed: int = 0, progress: bool = True, G_kwargs: dict | None = None) -> dict:
+                num_workers: int = 3, seed: int = 0, progress: bool = True, G_kwargs: dict | None = None,
+                compile: bool = False) -> dict:
     """Evaluate one metric of generator `G` (use G_ema) against `data`; call it on every rank under torchrun.
 
     data: dataset path, ImageDataset kwargs (dict) or dataset object (see MetricOptions). The generator is
     copied and put in eval mode; the caller's RNG state is left as it was. Every rank gets the same result.
+    compile: torch.compile the generator and the feature network (--compile; see MetricOptions).
     """
     if name not in METRICS:
         raise UsageError(f"unknown metric '{name}'; choose from {', '.join(METRICS)}")
@@ -219,7 +227,7 @@ def calc_metric(name: str, G: torch.nn.Module | None = None, data=None, *, devic
     opts = MetricOptions(G=G, data=data, mirror=mirror, device=resolve_device(device), feature_dir=feature_dir,
                          cache_dir=cache_dir, cache=cache, download=download, num_gen=num_gen, max_real=max_real,
                          batch_size=batch_size, num_workers=num_workers, seed=seed, progress=progress,
-                         G_kwargs=dict(G_kwargs or {}))
+                         G_kwargs=dict(G_kwargs or {}), compile=compile)
     start = time.time()
     with _full_precision():
         results = {k: float(v) for k, v in spec.fn(opts).items()}
