@@ -159,7 +159,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] =
 
 def _triton_unsupported(x: torch.Tensor, f: torch.Tensor | None) -> str | None:
     """Why the Triton kernel cannot run on these inputs, or None when it can."""
-    reason = triton_unsupported(x, f)
+    reason = triton_unsupported(x)                                  # f may live anywhere: it is copied to x's device
     if reason is None:
         from stylegan.ops import _upfirdn2d_triton                  # imported only when triton can run
         reason = _upfirdn2d_triton.unsupported(x, f)
