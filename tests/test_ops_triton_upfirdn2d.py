@@ -125,9 +125,10 @@ def test_non_contiguous_input_and_many_tiles(monkeypatch):
     monkeypatch.setattr(_upfirdn2d_triton, "TILE", 16)
     monkeypatch.setattr(_upfirdn2d_triton, "MAX_BLOCK_W", 4)
     x = _rand(1, 2, 7, 6, dtype=torch.float32).transpose(2, 3)
-    f = _sg2_filter()
-    kw = dict(up=2, padding=[2, 1, 2, 1], gain=4)
-    torch.testing.assert_close(upfirdn2d_triton(x, f, **kw), upfirdn2d_ref(x, f, **kw), **TOLERANCES[torch.float32])
+    for f in (_sg2_filter(), _sg3_filter(12, 1)):                           # one 2-D pass, two 1-D passes
+        kw = dict(up=2, padding=[2, 1, 2, 1], gain=4)
+        torch.testing.assert_close(upfirdn2d_triton(x, f, **kw), upfirdn2d_ref(x, f, **kw),
+                                   **TOLERANCES[torch.float32])
 
 
 @pytest.mark.parametrize("bad", [
