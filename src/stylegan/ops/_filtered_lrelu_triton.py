@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 
 from stylegan.ops import _filtered_lrelu_fast as fast
+from stylegan.ops._upfirdn2d_fast import Geometry
 from stylegan.ops.upfirdn2d import filter_size, parse_padding
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -83,13 +84,13 @@ def _factors(f: torch.Tensor | None, flip_filter: bool, gain: float, dtype: torc
     precision (relative to the largest) are dropped, which changes the result by less than rounding does."""
     if f is None:
         f = torch.ones([1])
-    f = f.detach().to(device="cpu", dtype=torch.float64)
+    f = f.detach().to(dtype=torch.float64)
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))                                  # convolution = correlation with flipped f
     if f.ndim == 1:
         col, row = f[None] * gain, f[None]
     else:
-        u, s, vh = torch.linalg.svd(f)
+        u, s, vh = torch.linalg.svd(f.cpu())                            # tiny: on the host (one sync per call)
         keep = max(1, int((s > s[0] * torch.finfo(dtype).eps).sum()))
         col, row = (u[:, :keep] * s[:keep] * gain).T, vh[:keep]
     return (col.to(device=device, dtype=dtype).contiguous(), row.to(device=device, dtype=dtype).contiguous())
@@ -107,15 +108,20 @@ class _Plan:
         self.fu_w, self.fu_h = filter_size(fu)
         self.fd_w, self.fd_h = filter_size(fd)
         self.in_hw = (h, w)
-        self.fast = fast._Plan(x.shape, fu, fd, up, down, padding, gain, slope, clamp, flip_filter, x.dtype,
-                               x.device)
-        self.mid_hw, self.out_hw = self.fast.mid_hw, self.fast.out_hw
+        self.shape, self.dtype, self.device = x.shape, x.dtype, x.device
+        gu, gd = Geometry(up, up, 1, 1, *parse_padding(padding)), Geometry(1, 1, down, down, 0, 0, 0, 0)
+        self.mid_hw = gu.out_size(h, w, self.fu_w, self.fu_h)
+        self.out_hw = gd.out_size(*self.mid_hw, self.fd_w, self.fd_h)
         self.ax = _Axis.plan(up, down, self.fu_w, self.fd_w, w, self.out_hw[1])
         self.ay = _Axis.plan(up, down, self.fu_h, self.fd_h, h, self.out_hw[0])
         self.fu_col, self.fu_row = _factors(fu, flip_filter, up * up * gain, self.compute, x.device)
         self.fd_col, self.fd_row = _factors(fd, flip_filter, 1.0, self.compute, x.device)
         # slope and clamp as a tensor in the compute dtype: a float argument would reach the kernel as float32.
         self.act = torch.tensor([slope, 0.0 if clamp is None else clamp], dtype=self.compute, device=x.device)
+
+    def fast_plan(self) -> fast._Plan:
+        """The fast path's plan of the same call, for its differentiable backward."""
+        return fast._Plan(self.shape, *self.args, self.dtype, self.device)
 
     def common(self) -> dict:
         """Kernel arguments shared by both passes."""
@@ -349,7 +355,7 @@ class _FilteredLReLU(torch.autograd.Function):
         x, b = ctx.saved_tensors
         plan = ctx.plan
         if torch.is_grad_enabled():                 # create_graph=True: a differentiable backward (second order)
-            dx = fast._differentiable_backward(plan.fast, x, b, dy)
+            dx = fast._differentiable_backward(plan.fast_plan(), x, b, dy)
             db = dx.sum([0, 2, 3]) if b is not None and ctx.needs_input_grad[1] else None
             return dx, db, None
         dx, db = _backward(x, b, dy, plan)
