@@ -46,9 +46,9 @@ def filtered_lrelu_ref(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torc
     if not (isinstance(up, int) and up >= 1 and isinstance(down, int) and down >= 1):
         raise ValueError("up and down must be integers >= 1")
     out_h, out_w = output_shape(x.shape[2], x.shape[3], fu, fd, up, down, padding)
-    x = bias_act(x, b)
+    x = bias_act(x, b, impl="ref")                  # the reference stays pure torch, whatever impl auto means
     x = upfirdn2d_ref(x, fu, up=up, padding=padding, gain=up ** 2, flip_filter=flip_filter)
-    x = bias_act(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp)
+    x = bias_act(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp, impl="ref")
     x = upfirdn2d_ref(x, fd, down=down, flip_filter=flip_filter)
     assert x.shape[2:] == (out_h, out_w), (tuple(x.shape), out_h, out_w)
     return x
