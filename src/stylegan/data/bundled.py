@@ -40,3 +40,43 @@ def bundled_dataset_path(name: str) -> Path:
 def demo_dataset_path() -> Path:
     """Path of the bundled demo zip; `ImageDataset('demo')` and `stylegan dataset --source demo` name it."""
     return bundled_dataset_path("demo")
+
+
+# Images of the bundled sets that the shipped emoji network never saw in training (smileys, a cat, a pretzel), so the
+# demo can translate real Noto emoji that are not in its training data. Indices into both sets (they are paired).
+HELD_OUT = (835, 844, 849, 850, 891, 900, 1123, 1133)
+
+
+def bundled_training_set(name: str, dest: str | Path, resolution: int, held_out: tuple[int, ...] = HELD_OUT) -> Path:
+    """The bundled set `name` at resolution x resolution, without the `held_out` images, as a zip at `dest`.
+
+    Written once: an existing `dest` is reused. The zip keeps NVIDIA's layout and the images' original names."""
+    import tempfile
+    import zipfile
+
+    from stylegan.data.dataset_tool import ConvertOptions, convert_dataset
+
+    dest = Path(dest)
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        full = Path(tmp) / "full.zip"
+        convert_dataset(name, full, ConvertOptions(resolution=(resolution, resolution)))
+        dropped = {f"img{i:08d}.png" for i in held_out}
+        part = Path(tmp) / "part.zip"
+        with zipfile.ZipFile(full) as src, zipfile.ZipFile(part, "w") as out:
+            for info in src.infolist():
+                if info.filename.rsplit("/", 1)[-1] not in dropped:
+                    out.writestr(info, src.read(info))
+        part.replace(dest)
+    return dest
+
+
+def held_out_images(name: str, held_out: tuple[int, ...] = HELD_OUT) -> list[tuple[str, bytes]]:
+    """(file name, PNG bytes) of the held-out images of the bundled set `name`, at its full resolution."""
+    import zipfile
+
+    wanted = {f"img{i:08d}.png" for i in held_out}
+    with zipfile.ZipFile(bundled_dataset_path(name)) as z:
+        return [(n.rsplit("/", 1)[-1], z.read(n)) for n in sorted(z.namelist()) if n.rsplit("/", 1)[-1] in wanted]

@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from stylegan.core.errors import StyleGANError
 from stylegan.core.files import atomic_path, atomic_write
+from stylegan.io.bundled import BUNDLED_NETWORKS, bundled_network_path
 
 URL_SCHEMES = ("http", "https", "file")
 _CHUNK = 1 << 20
@@ -45,8 +46,15 @@ def resolve_source(source: str | os.PathLike, *, progress: bool = True) -> Path:
     if is_url(source):
         return download(str(source), progress=progress)
     path = Path(source).expanduser()
+    bundled = bundled_network_path(source)
+    if bundled is not None and not path.exists():
+        if not bundled.is_file():
+            raise StyleGANError(f"the bundled network '{source}' is missing ({bundled}); reinstall stylegan")
+        return bundled
     if not path.exists():
-        raise StyleGANError(f"{source}: no such file (pass a .pkl or .safetensors file, or an http(s):// URL)")
+        names = ", ".join(BUNDLED_NETWORKS)
+        raise StyleGANError(f"{source}: no such file (pass a .pkl or .safetensors file, an http(s):// URL, or a "
+                            f"bundled network: {names})")
     if path.is_dir():
         raise StyleGANError(f"{source} is a folder; pass a network file (.pkl or .safetensors) or a URL")
     return path
