@@ -75,10 +75,10 @@ def test_demo_writes_networks_grids_and_info(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_trains_and_says_where_the_results_are(tmp_path, capsys):
-    main(["demo", "--outdir", str(tmp_path), "--device", "cpu", "--kimg", "0.016"])
+def test_demo_from_scratch_trains_and_says_where_the_results_are(tmp_path, capsys):
+    main(["demo", "--from-scratch", "--outdir", str(tmp_path), "--device", "cpu", "--kimg", "0.016"])
     out = capsys.readouterr().out
-    assert "stylegan train --cfg stylegan3-t" in out                         # the equivalent command comes first
+    assert " train --cfg stylegan3-t" in out                                 # the equivalent command comes first
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert "stylegan3-t-demo-32x32" in run_dir.name
     lines = {k.strip(): v.strip() for k, v in (line.split(": ", 1) for line in out.splitlines() if ": " in line)}
@@ -89,10 +89,17 @@ def test_demo_trains_and_says_where_the_results_are(tmp_path, capsys):
     assert f"--network {lines['network']}" in out and "--resume latest" in out
 
 
-def test_demo_untrained_refuses_kimg(tmp_path, capsys):
+@pytest.mark.parametrize("args, message", [
+    (["--untrained", "--kimg", "1"], "--kimg: only with --from-scratch"),
+    (["--kimg", "1"], "--kimg: only with --from-scratch"),
+    (["--from-scratch", "--finetune-kimg", "1"], "--finetune-kimg: only with the default demo"),
+    (["--from-scratch", "--untrained"], "choose one"),
+])
+def test_demo_refuses_options_of_another_mode(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--untrained", "--kimg", "1", "--outdir", str(tmp_path)])
-    assert exit_info.value.code == 2 and "--untrained does not train" in capsys.readouterr().err
+        main(["demo", *args, "--outdir", str(tmp_path)])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_demo_refuses_untrained_options_when_training(tmp_path, capsys):
