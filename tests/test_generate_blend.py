@@ -146,6 +146,10 @@ def test_networks_of_different_architectures_are_refused_naming_the_field():
     retrained = dataclasses.replace(config, cfg=None, synthesis=dataclasses.replace(config.synthesis,
                                                                                    magnitude_ema_beta=0.9))
     assert config_difference(config, retrained) is None
+    # So may the mixed-precision settings: a network fine-tuned on a CPU is fp32 throughout, its parent was not.
+    on_cpu = dataclasses.replace(config, synthesis=dataclasses.replace(config.synthesis, num_fp16_res=0,
+                                                                      conv_clamp=None))
+    assert config_difference(config, on_cpu) is None
 
 
 def test_blend_command_writes_a_network_that_loads_back(nets, tmp_path, capsys):

@@ -39,9 +39,12 @@ from stylegan.generate.render import check_class, image_grid, is_stylegan3, seed
 
 RAMPS = ("sigmoid", "linear")
 SIDES = ("a", "b")
-# Config fields two blendable networks may disagree on: a preset label, and the decay rates of averages that are
-# only updated while training (StyleGAN3's magnitude_ema_beta follows the batch size, which fine-tuning may change).
-IGNORED_FIELDS = ("cfg", "mapping.w_avg_beta", "synthesis.magnitude_ema_beta")
+# Config fields two blendable networks may disagree on: a preset label, the decay rates of averages that are
+# only updated while training (StyleGAN3's magnitude_ema_beta follows the batch size, which fine-tuning may change),
+# and the mixed-precision settings, which follow the device a network was trained on (fp16 on CUDA, fp32 on a CPU)
+# and do not change what the weights mean.
+IGNORED_FIELDS = ("cfg", "mapping.w_avg_beta", "synthesis.magnitude_ema_beta", "synthesis.num_fp16_res",
+                  "synthesis.conv_clamp", "synthesis.fp16_channels_last")
 
 
 @dataclass(frozen=True)
