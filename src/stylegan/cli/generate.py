@@ -28,9 +28,11 @@ from stylegan.generate import (
 @click.option("--grid", metavar="COLSxROWS", help="Write one grid.png (e.g. 4x2) instead of one file per image.")
 @click.option("--outdir", default="out", show_default=True, metavar="DIR", help="Where the PNGs go.")
 @click.option("--batch", type=int, default=8, show_default=True, help="Images per forward pass.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the generator (worth it for many images; eager with a warning if it fails).")
 @device_option
 def command(network, seeds, ws_file, psi, cutoff, class_idx, noise_mode, translate, rotate, grid, outdir, batch,
-            device):
+            compile_, device):
     """Render images from seeds or from saved latents. The same network, seeds and flags give identical files.
 
     \b
@@ -44,5 +46,6 @@ def command(network, seeds, ws_file, psi, cutoff, class_idx, noise_mode, transla
     seed_list = parse_range(seeds) if seeds is not None else None
     grid_dims = parse_grid(grid) if grid else None
     G = load_generator(network, device)
-    paths = generate_images(G, outdir, seeds=seed_list, ws_file=ws_file, options=options, grid=grid_dims, batch=batch)
+    paths = generate_images(G, outdir, seeds=seed_list, ws_file=ws_file, options=options, grid=grid_dims, batch=batch,
+                            compile=compile_)
     click.echo(f"wrote {paths[0]}" if len(paths) == 1 else f"wrote {len(paths)} images to {paths[0].parent}")

@@ -59,10 +59,12 @@ def _table(rows: list[tuple[str, str, float, str]]) -> str:
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Images per feature batch.")
 @click.option("--workers", type=click.IntRange(min=0), default=3, show_default=True, help="Data loading processes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for latents, labels and subsets.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the generator and the feature network (eager with a warning if it fails).")
 @click.option("--export-features", type=click.Path(file_okay=False), metavar="DIR",
               help="Instead: convert the feature networks found to our .safetensors files in DIR, and stop.")
 def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache_dir, out_dir, num_gen, max_real,
-            batch, workers, seed, export_features):
+            batch, workers, seed, compile_, export_features):
     """Evaluate a generator: prints a table and appends one JSON line per metric to metric-<name>.jsonl.
 
     \b
@@ -106,7 +108,8 @@ def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache
         for name in names:
             dist.print0(f"Computing {name}...")
             result = calc_metric(name, G, data, device=dev, mirror=mirror, feature_dir=feature_dir, cache_dir=cache_dir,
-                                 num_gen=num_gen, max_real=max_real, batch_size=batch, num_workers=workers, seed=seed)
+                                 num_gen=num_gen, max_real=max_real, batch_size=batch, num_workers=workers, seed=seed,
+                                 compile=compile_)
             report_metric(result, run_dir=run_dir, snapshot_pkl=network)
             rows += [(name, key, value, result["total_time_str"]) for key, value in result["results"].items()]
         dist.print0(_table(rows))
