@@ -48,8 +48,9 @@ class NetworkOptions:
     mbstd_group: int = 4                # minibatch standard deviation group size, within each batch_gpu chunk
     freezed: int = 0                    # freeze the first N layers of D (Freeze-D), counted from the input
     freeze_mapping: bool = False        # keep the mapping network fixed (transfer learning)
-    precision: str = "auto"             # auto | fp32 | fp16 | bf16: reduced precision in the top 4 resolutions
-                                        # with conv_clamp 256; auto = fp16 on CUDA, fp32 elsewhere
+    precision: str = "auto"             # auto | fp32 | fp16 | bf16; auto = fp16 on CUDA, fp32 elsewhere.
+                                        # fp16: the top 4 resolutions in fp16 with conv_clamp 256 (CUDA only);
+                                        # bf16: autocast everywhere, no clamp (bf16 has fp32's exponent range)
 
 
 @dataclass

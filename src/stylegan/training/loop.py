@@ -55,8 +55,7 @@ def train(config: TrainingConfig) -> Path:
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = False     # NVIDIA's choice: tf32 costs accuracy in G and D
-        torch.backends.cudnn.allow_tf32 = False
+    set_tf32(config.network.precision)
     dist.barrier()                                        # every rank has resolved its config before rank 0 writes
     state = load_training_state(config.run.resume) if _resuming_state(config) else None
     run_dir = Path(config.run.run_dir) if state is not None else _new_run_dir(config)
@@ -65,6 +64,16 @@ def train(config: TrainingConfig) -> Path:
     with rundir.tee_output(log_path):
         _Loop(config, device, run_dir, state).run()
     return run_dir
+
+
+def set_tf32(precision: str) -> None:
+    """TF32 matmuls and convolutions (CUDA only; the flags are plain booleans elsewhere) for a resolved --precision.
+
+    fp32 keeps them off, as NVIDIA's train.py does: its numbers are exact fp32. With fp16 or bf16 the run has
+    chosen speed over exact numbers already, so the layers left in fp32 may use TF32 too."""
+    on = precision in ("fp16", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
 
 
 def _resuming_state(config: TrainingConfig) -> bool:

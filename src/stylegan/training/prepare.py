@@ -125,9 +125,13 @@ def _check_precision(config: TrainingConfig, device: torch.device) -> None:
     if n.precision == "auto":
         # Mixed precision is a CUDA feature; on a CPU it would only change conv_clamp.
         n.precision = "fp16" if device.type == "cuda" else "fp32"
-    if n.precision == "bf16" and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        raise UsageError(f"--precision bf16: {device.type} here does not support bfloat16; "
-                         "use --precision fp16 (CUDA) or fp32")
+    # bf16 autocast runs on the CPU and on CUDA GPUs with bfloat16 (Ampere and later).
+    if n.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) does not support "
+                         "bfloat16; use --precision fp16 or fp32")
+    if n.precision == "bf16" and device.type not in ("cuda", "cpu"):
+        raise UsageError(f"--precision bf16: runs on the CPU or a CUDA GPU, not on {device.type}; "
+                         "use --precision fp32")
 
 
 def _check_dataset(config: TrainingConfig, fresh: bool) -> None:

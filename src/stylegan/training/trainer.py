@@ -49,14 +49,14 @@ class Phase:
 def network_configs(config: TrainingConfig):
     """The GeneratorConfig and DiscriminatorConfig of a resolved training config (networks.presets)."""
     n, d = config.network, config.data
+    # fp16: NVIDIA's mixed precision, the top 4 resolutions in fp16 (on CUDA) with conv_clamp 256 to keep fp16's
+    # range. bf16 builds the fp32 networks (no clamp) and runs them under autocast: bfloat16 has fp32's exponent
+    # range, so activations cannot overflow and clamping would only change the dynamics.
     fp16 = n.precision == "fp16"
-    # bf16 runs the fp32 networks under autocast; it keeps conv_clamp 256 like the fp16 setting.
-    clamp = dict(conv_clamp=256) if n.precision == "bf16" else {}
     g = generator_config(n.cfg, d.resolution, d.label_dim, cbase=n.cbase, cmax=n.cmax, map_depth=n.map_depth,
-                         batch=config.run.batch, fp16=fp16, img_channels=d.channels, **clamp)
+                         batch=config.run.batch, fp16=fp16, img_channels=d.channels)
     dc = discriminator_config(n.cfg, d.resolution, d.label_dim, cbase=n.cbase, cmax=n.cmax,
-                              mbstd_group=n.mbstd_group, freezed=n.freezed, fp16=fp16, img_channels=d.channels,
-                              **clamp)
+                              mbstd_group=n.mbstd_group, freezed=n.freezed, fp16=fp16, img_channels=d.channels)
     return g, dc
 
 
