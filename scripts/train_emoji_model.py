@@ -45,7 +45,10 @@ def train_command(outdir: Path, kimg: float, device: str) -> list[str]:
 
 
 def export(outdir: Path) -> Path:
+    import json
+
     import stylegan
+    from stylegan.generate.showcase import reference_images
     from stylegan.io.bundled import BUNDLED_NETWORKS, bundled_network_dir
     snapshots = sorted(outdir.glob("0*/network-snapshot-*.safetensors"))
     if not snapshots:
@@ -54,6 +57,11 @@ def export(outdir: Path) -> Path:
     dest = bundled_network_dir() / BUNDLED_NETWORKS["emoji"]
     stylegan.save_network(G, dest)
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    kimg = int(snapshots[-1].stem.rsplit("-", 1)[1])
+    seeds, pooled = reference_images(stylegan.load_network(str(dest)))
+    record = dict(sha256=digest, kimg=kimg, snapshot=snapshots[-1].name, reference_seeds=seeds,
+                  reference_pooled=[round(v, 6) for v in pooled.flatten().tolist()])
+    dest.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"exported {snapshots[-1]}\n  -> {dest} ({dest.stat().st_size / 1e6:.2f} MB)\n  sha256 {digest}")
     return dest
 

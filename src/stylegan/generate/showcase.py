@@ -21,6 +21,7 @@ def untrained_networks(outdir: str | Path = "out/demo",         # folder for the
 
     from stylegan.core.device import resolve_device
     from stylegan.core.files import atomic_path, atomic_write
+    from stylegan.generate.render import seeds_to_z
     from stylegan.io import describe_network_file, format_description, load_network, save_network
     from stylegan.networks import CFGS, build_generator
 
@@ -33,7 +34,7 @@ def untrained_networks(outdir: str | Path = "out/demo",         # folder for the
         G = build_generator(cfg, resolution, cbase=cbase, cmax=cmax)
         net_path = save_network(G, outdir / f"{cfg}.safetensors")
         G = load_network(net_path, device=dev)          # generate from the file, as users will
-        z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).float().to(dev)
+        z = seeds_to_z(seeds, G.z_dim).to(dev)
         with torch.no_grad():
             img = G(z, None, truncation_psi=1, noise_mode="const")                  # [N, 3, H, W]
         # Untrained outputs have arbitrary scale; stretch each image to its own range so the pattern is visible.
@@ -52,3 +53,21 @@ def untrained_networks(outdir: str | Path = "out/demo",         # folder for the
         echo(f"{cfg:<12} {resolution}x{resolution}, {params:,} parameters, seeds {seeds[0]}-{seeds[-1]}: "
              f"{time.time() - start:.1f} s")
     return written
+
+
+REFERENCE_SEEDS = (0, 1, 2, 3)
+
+
+def reference_images(G, seeds: tuple[int, ...] = REFERENCE_SEEDS):
+    """What a shipped network's .json records and tests/test_pretrained.py checks: G's images for `seeds` (z as
+    `stylegan generate` draws it, psi 1, constant noise), average-pooled to 8x8. Returns the seeds and a float64
+    array [len(seeds), C, 8, 8]."""
+    import torch
+    import torch.nn.functional as F
+
+    from stylegan.generate.render import seeds_to_z
+
+    with torch.no_grad():
+        img = G(seeds_to_z(seeds, G.z_dim), torch.zeros([len(seeds), G.c_dim]), truncation_psi=1,
+                noise_mode="const")                                                 # [N, C, H, W]
+    return list(seeds), F.adaptive_avg_pool2d(img.double(), 8).numpy()

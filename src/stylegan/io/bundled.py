@@ -22,3 +22,4 @@ def bundled_network_path(name: str) -> Path | None:
     if not isinstance(name, str) or name not in BUNDLED_NETWORKS:
         return None
     return bundled_network_dir() / BUNDLED_NETWORKS[name]
+
