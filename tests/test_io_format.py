@@ -147,3 +147,16 @@ def test_load_to_device_and_auto(tmp_path):
     path = stylegan.save_network(_generator("stylegan2"), tmp_path / "g.safetensors")
     assert next(stylegan.load_network(path, device=torch.device("cpu")).parameters()).device.type == "cpu"
     assert stylegan.load_network(path, device="auto") is not None
+
+
+def test_network_files_get_the_usual_umask_permissions(tmp_path):
+    # Written through a temporary file, but readable by others as any file the user makes (not mkstemp's 0600).
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        path = stylegan.save_network(stylegan.build_generator("stylegan2", 8, cbase=64, cmax=4, z_dim=4, w_dim=4),
+                                     tmp_path / "g.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -51,6 +51,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())        # the writer may have made a new file, with its own permissions
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
