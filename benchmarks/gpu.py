@@ -546,9 +546,12 @@ def _inference(trainer, spec: dict, sync) -> dict:
     import torch
     device = torch.device(spec["device"])
     G = trainer.G_ema
-    if spec["impl"] == "ours" and spec["mode"] == "compile":
-        G = torch.compile(G)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if spec["impl"] == "ours" and spec["mode"] == "bf16"
+    ours = spec["impl"] == "ours"
+    compiling = contextlib.nullcontext()
+    if ours and spec["mode"] == "compile":              # as `stylegan generate --compile` runs G
+        from stylegan.core.compile import compiled_forward
+        compiling = compiled_forward(G.mapping, G.synthesis, cuda_graphs=True)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if ours and spec["mode"] == "bf16"
                 else contextlib.nullcontext())
     n = spec["batch"]
     c = torch.zeros([n, 0], device=device)
@@ -559,18 +562,27 @@ def _inference(trainer, spec: dict, sync) -> dict:
             G(torch.randn([n, trainer.G.z_dim], device=device, generator=gen), c, noise_mode="const")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for _ in range(spec["infer_warmup"]):
-        run()
-    sync()
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(spec["infer_batches"]):
-        run()
-    sync()
-    elapsed = time.perf_counter() - t0
+    with compiling:
+        t0 = time.perf_counter()
+        for _ in range(spec["infer_warmup"]):
+            run()
+        sync()
+        warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(spec["infer_batches"]):
+            run()
+        sync()
+        elapsed = time.perf_counter() - t0
     return dict(infer_img_per_s=round(spec["infer_batches"] * n / elapsed, 2), infer_warmup_s=round(warm, 2),
-                infer_peak_gb=_peak_gb(device))
+                infer_peak_gb=_peak_gb(device), **_compile_failure(spec))
+
+
+def _compile_failure(spec: dict) -> dict:
+    """For a compile case: why compiling fell back to eager in this process, if it did (then the figure is eager's)."""
+    if spec["impl"] != "ours" or spec["mode"] != "compile":
+        return {}
+    from stylegan.core.compile import compile_failure
+    return dict(compile_failure=compile_failure())
 
 
 def _peak_gb(device) -> float:
@@ -601,7 +613,8 @@ def _training(trainer, spec: dict, sync) -> dict:
             g.setdefault("times_s", []).append(round(time.perf_counter() - t0, 4))
     s_per_step = sum(g["share"] * statistics.median(g["times_s"]) for g in groups)
     return dict(s_per_kimg=round(s_per_step / spec["batch"] * 1000, 3), s_per_step=round(s_per_step, 4),
-                train_warmup_s=round(warm, 2), train_peak_gb=_peak_gb(device), step_groups=groups)
+                train_warmup_s=round(warm, 2), train_peak_gb=_peak_gb(device), step_groups=groups,
+                **_compile_failure(spec))
 
 
 def network_worker(spec: dict) -> None:
@@ -815,6 +828,8 @@ class Check:
             if error:
                 status = "unsupported" if "unsupported:" in error else "partial" if results else "error"
                 out.update(status=status, error=error)     # partial: the inference ran, the steps did not
+            elif out.get("compile_failure"):             # an eager figure must not be read as a compiled one
+                out.update(status="compile fell back", error=f"ran eagerly: {out['compile_failure']}")
             else:
                 out["status"] = "ok"
             sink.append(out)
