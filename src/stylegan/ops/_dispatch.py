@@ -13,7 +13,6 @@ against the ground truth, or to run one on the kernels).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import warnings
 from typing import Iterator
@@ -31,15 +30,21 @@ def check_impl(impl: str) -> None:
         raise ValueError(f"impl must be one of {', '.join(repr(i) for i in IMPLS)}, got {impl!r}")
 
 
-@functools.lru_cache(maxsize=None)
+_NOT_CHECKED = object()
+_triton_error: object = _NOT_CHECKED        # a plain global, not lru_cache: torch.compile traces through it
+
+
 def triton_import_error() -> str | None:
-    """Why `import triton` fails here, or None when it works."""
-    try:
-        import triton  # noqa: F401
-        import triton.language  # noqa: F401
-    except Exception as e:  # noqa: BLE001 - any import failure means the kernels are unavailable
-        return f"triton does not import ({type(e).__name__}: {e})"
-    return None
+    """Why `import triton` fails here, or None when it works (checked once per process)."""
+    global _triton_error
+    if _triton_error is _NOT_CHECKED:
+        try:
+            import triton  # noqa: F401
+            import triton.language  # noqa: F401
+            _triton_error = None
+        except Exception as e:  # noqa: BLE001 - any import failure means the kernels are unavailable
+            _triton_error = f"triton does not import ({type(e).__name__}: {e})"
+    return _triton_error  # type: ignore[return-value]
 
 
 def interpreting() -> bool:
