@@ -126,10 +126,8 @@ def supports(gain: float) -> bool:
     return gain > 0
 
 
-def filtered_lrelu_fast(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Tensor | None = None,
-                        b: torch.Tensor | None = None, up: int = 1, down: int = 1, padding=0, gain: float = 2 ** 0.5,
-                        slope: float = 0.2, clamp: float | None = None, flip_filter: bool = False) -> torch.Tensor:
-    """Fused filtered_lrelu; same arguments and result as `filtered_lrelu_ref`. Requires gain > 0."""
+def check_args(x: torch.Tensor, b: torch.Tensor | None, up, down, gain: float) -> None:
+    """Raise ValueError for arguments no fused path takes (shared with `_filtered_lrelu_triton`)."""
     if x.ndim != 4:
         raise ValueError(f"x must be [N, C, H, W], got {tuple(x.shape)}")
     if not (isinstance(up, int) and up >= 1 and isinstance(down, int) and down >= 1):
@@ -138,6 +136,13 @@ def filtered_lrelu_fast(x: torch.Tensor, fu: torch.Tensor | None = None, fd: tor
         raise ValueError(f"bias must be [{x.shape[1]}], got {tuple(b.shape)}")
     if not supports(gain):
         raise ValueError(f"the fused filtered_lrelu needs gain > 0, got {gain}")
+
+
+def filtered_lrelu_fast(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Tensor | None = None,
+                        b: torch.Tensor | None = None, up: int = 1, down: int = 1, padding=0, gain: float = 2 ** 0.5,
+                        slope: float = 0.2, clamp: float | None = None, flip_filter: bool = False) -> torch.Tensor:
+    """Fused filtered_lrelu; same arguments and result as `filtered_lrelu_ref`. Requires gain > 0."""
+    check_args(x, b, up, down, gain)
     clamp = None if clamp is None or clamp < 0 else float(clamp)
     plan = _Plan(x.shape, fu, fd, up, down, padding, float(gain), float(slope), clamp, bool(flip_filter),
                  x.dtype, x.device)

@@ -7,19 +7,38 @@ where k is the correlation kernel (the filter, flipped unless flip_filter). Zero
 both inside U's index arithmetic. A separable filter makes the 2-D operator a product of the two axes, so a tile is
     forward   Y = Dy act(Uy X Ux^T) Dx^T
     backward  dX = Uy^T (m * (Dy^T dY Dx)) Ux,   m = act'(Uy X Ux^T)   (recomputed from x and b)
-four tl.dot calls each way, with U and D built in registers from the taps. A 2-D filter (StyleGAN3-R's radial
-jinc) is an exact sum of rank-1 filters from its SVD, col_r row_r^T; each term is one more pair of dots. The lrelu
+A 2-D filter (StyleGAN3-R's radial jinc) is an exact sum of rank-1 filters from its SVD, col_r row_r^T. The lrelu
 gain is folded into the upsampling taps (lrelu(v) g = lrelu(g v) for g > 0), as in `_filtered_lrelu_fast`.
 
-Tiles: the intermediate (mid) tile is BM x BM with BM in {16, 32, 64}; the tile steps by the outputs (forward) or
-inputs (backward) it can compute exactly, and every operand is padded to a power of two >= 16, as tl.dot needs.
-Arithmetic is float32 for float16/bfloat16/float32 inputs (input_precision='ieee': no TF32), float64 for float64.
+Only the blocks that meet the band are multiplied. The intermediate tile is walked in S x S sub-tiles (S = 16, the
+smallest tl.dot side). A sub-tile's S rows of U meet at most `_span(S, up, taps)` inputs, so each sub-tile is
+    v_sc = Uy_s X_sc Ux_c^T      with X_sc that window of x, loaded from memory (L1/L2) at the sub-tile's own offset,
+and every factor is S x (a power of two >= S). Forward, the activated sub-tile goes straight into the output:
+    W_s = sum_c act(v_sc) Dx_c^T   [S, out tile],      Y += Dy_s W_s   [out tile, out tile]   once per row slab s;
+backward is the same with the roles of U and D swapped (dY windows through D^T, then U^T into the input tile).
+Versus the whole-tile product (64 x 64 operands for a 12-tap up=2 layer), this cuts the multiplies 2-3x; the rest of
+the gap to a direct polyphase filter (~4-6x) is tl.dot's 16-wide minimum against 6-12 taps.
+
+Rank-r filters: the up terms are a loop (2 dots each); the down terms (forward) or up terms (backward) of the second
+stage are stacked along one dot's N side and the next dot's K side, so a rank-3 jinc costs one wider dot, not three.
+
+Dot precision: float16/bfloat16 inputs multiply in their own dtype on tensor cores, accumulating in float32 (every dot
+operand, intermediate tiles included, is rounded to the input dtype: NVIDIA's fp16 kernel does the same); the
+activation and the clamp run in float32. float32 multiplies in IEEE float32 (CUDA-core FMA) unless `FP32_PRECISION`
+says otherwise: None (default) follows torch.backends.cuda.matmul.allow_tf32 ("tf32" when set, as under mixed
+precision training with TF32 allowed), or pin it to "ieee", "tf32" or "tf32x3" (three TF32 products: ~float32
+accuracy at tensor-core speed). float64 is IEEE float64. Triton's CPU interpreter ignores TF32, so only a GPU can
+show its rounding.
+
 Backward keeps x and b only, like the fast path; second order (create_graph=True) runs the fast path's
 differentiable backward. The bias gradient is summed per tile in float32, then over tiles by torch.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -31,9 +50,13 @@ from stylegan.ops._upfirdn2d_fast import Geometry
 from stylegan.ops.upfirdn2d import filter_size, parse_padding
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-MAX_BLOCK = 64          # largest tile side of any operand: 64x64 float32 is 16 KiB of registers per tile
-BLOCKS = (16, 32, 64)   # candidate sides of the intermediate tile
+SUB = 16                # side of an intermediate sub-tile: tl.dot's smallest operand side
+MAX_BLOCK = 64          # largest side of any operand: a 64x64 float32 accumulator is 16 KiB of registers
+MAX_STEP = MAX_BLOCK    # most samples a tile writes along an axis (tests lower it to cut small planes into tiles)
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"     # read when the kernels are defined, as Triton does
 SHIFT = 1 << 16         # makes numerators non-negative: Triton's integer division truncates toward zero
+FP32_PRECISION: str | None = None   # float32 dots: None follows torch.backends.cuda.matmul.allow_tf32; or
+                                    # "ieee", "tf32", "tf32x3" (see the module docstring)
 
 
 def _pow2(n: int) -> int:
@@ -45,35 +68,82 @@ def _span(length: int, rate: int, taps: int) -> int:
     return (length + taps - 2 + rate - 1) // rate + 1
 
 
+def _rank_block(rank: int) -> int:
+    """Rank terms stacked side by side in one dot: a power of two (1 for a separable filter)."""
+    return 1 if rank == 1 else 1 << (rank - 1).bit_length()
+
+
 @dataclass(frozen=True)
 class _Axis:
-    """Tile sizes along one axis. Forward: a tile makes `out_step` outputs from `mid` intermediate samples and
-    `inp` inputs. Backward: a tile makes `in_step` input gradients from `mid` samples, `grad` output gradients
-    and `inp` inputs (to recompute the mask). Each field except the steps is a power of two."""
-    mid: int
-    out_step: int
-    out: int
+    """One pass's tiling along one axis. A tile writes `step` samples (outputs forward, input gradients backward)
+    into a `block`-long accumulator (a power of two) from `subs` intermediate sub-tiles of SUB samples; each sub-tile
+    reads `inp` inputs (and, backward, `grad` output gradients)."""
+    step: int
+    block: int
+    subs: int
     inp: int
-    in_step: int
-    in_block: int
     grad: int
 
     @staticmethod
-    def plan(up: int, down: int, ku: int, kd: int, in_len: int, out_len: int) -> "_Axis | None":
-        best = None
-        for bm in BLOCKS:
-            out_step = (bm - kd) // down + 1
-            in_step = (bm - ku) // up + 1
-            if out_step < 1 or in_step < 1:
-                continue
-            axis = _Axis(bm, out_step, _pow2(out_step), _pow2(_span(bm, up, ku)), in_step, _pow2(in_step),
-                         _pow2(_span(bm, down, kd)))
-            if max(axis.inp, axis.grad, axis.out, axis.in_block) > MAX_BLOCK:
-                continue
-            best = axis
-            if out_step >= out_len and in_step >= in_len:       # one tile covers the plane: stop growing
-                break
-        return best
+    def candidates(rate: int, taps: int, inp: int, grad: int, length: int, max_step: int) -> list["_Axis"]:
+        """Tilings whose sub-tiles cover exactly the intermediate samples they need, or capped by a block size, the
+        plane's length or max_step: a step of n needs (n - 1) * rate + taps intermediate samples."""
+        out = {}
+        for subs in range(1, 4 * MAX_BLOCK // SUB + 1):
+            top = (subs * SUB - taps) // rate + 1
+            for step in {min(top, cap) for cap in (16, 32, 64, length, max_step)}:
+                if 1 <= step <= max_step and _pow2(step) <= MAX_BLOCK:
+                    need = -(-((step - 1) * rate + taps) // SUB)
+                    out[step] = _Axis(step, _pow2(step), need, inp, grad)
+        return sorted(out.values(), key=lambda a: a.step)
+
+
+def _up_flops(ay: _Axis, ax: _Axis, rank_u: int) -> int:
+    """Multiply-adds x 2 of one intermediate sub-tile, v = sum_r (Uy_r X) Ux_r^T."""
+    return rank_u * (2 * SUB * ay.inp * ax.inp + 2 * SUB * ax.inp * SUB)
+
+
+def forward_flops(ay: _Axis, ax: _Axis, rank_u: int, rank_d: int) -> int:
+    """2 M N K summed over one forward tile's dots."""
+    rd = _rank_block(rank_d)
+    sub = _up_flops(ay, ax, rank_u) + 2 * SUB * SUB * rd * ax.block           # + W_s += act(v) Dx_c^T
+    return ay.subs * ax.subs * sub + ay.subs * 2 * ay.block * rd * SUB * ax.block      # + Y += Dy_s W_s
+
+
+def backward_flops(ay: _Axis, ax: _Axis, rank_u: int, rank_d: int) -> int:
+    """2 M N K summed over one backward tile's dots."""
+    ru = _rank_block(rank_u)
+    g = rank_d * (2 * SUB * ay.grad * ax.grad + 2 * SUB * ax.grad * SUB)        # Dy_r^T dY Dx_r
+    sub = _up_flops(ay, ax, rank_u) + g + 2 * SUB * SUB * ru * ax.block         # + W_s += (g m) Ux_c
+    return ay.subs * ax.subs * sub + ay.subs * 2 * ay.block * ru * SUB * ax.block      # + dX += Uy_s^T W_s
+
+
+@functools.lru_cache(maxsize=256)
+def _tiling(up: int, down: int, ku: tuple[int, int], kd: tuple[int, int], rank_u: int, rank_d: int,
+            in_hw: tuple[int, int], out_hw: tuple[int, int], max_step: int):
+    """((forward y, x), (backward y, x)) tilings with the fewest multiplies for the whole plane (ku, kd: (h, w) taps);
+    None where a window exceeds MAX_BLOCK."""
+    axes = []
+    for k_u, k_d, n_in, n_out in zip(ku, kd, in_hw, out_hw):
+        inp, grad = _pow2(_span(SUB, up, k_u)), _pow2(_span(SUB, down, k_d))
+        if max(inp, grad) > MAX_BLOCK:
+            return None
+        axes.append((_Axis.candidates(down, k_d, inp, grad, n_out, max_step),
+                     _Axis.candidates(up, k_u, inp, grad, n_in, max_step),
+                     n_in, n_out))
+    (fy, by, h, oh), (fx, bx, w, ow) = axes
+    cdiv = triton.cdiv
+    fwd = min(itertools.product(fy, fx), key=lambda a: (
+        cdiv(oh, a[0].step) * cdiv(ow, a[1].step) * forward_flops(*a, rank_u, rank_d),
+        cdiv(oh, a[0].step) * cdiv(ow, a[1].step)))
+    bwd = min(itertools.product(by, bx), key=lambda a: (
+        cdiv(h, a[0].step) * cdiv(w, a[1].step) * backward_flops(*a, rank_u, rank_d),
+        cdiv(h, a[0].step) * cdiv(w, a[1].step)))
+    return fwd, bwd
+
+
+_FACTORS: dict = {}     # (filter identity, arguments) -> (filter, col, row); the filter is held so its address stays
+_FACTORS_MAX = 64       # unique while cached (a freed filter's address could be reused by another with version 0)
 
 
 def _factors(f: torch.Tensor | None, flip_filter: bool, gain: float, dtype: torch.dtype,
@@ -81,7 +151,25 @@ def _factors(f: torch.Tensor | None, flip_filter: bool, gain: float, dtype: torc
     """(col [R, fh], row [R, fw]) correlation kernels with sum_r outer(col_r, row_r) = gain * the 2-D filter.
 
     A 1-D filter is rank 1 (col = row = f). A 2-D filter is split by its SVD; singular values below the compute
-    precision (relative to the largest) are dropped, which changes the result by less than rounding does."""
+    precision (relative to the largest) are dropped, which changes the result by less than rounding does. The SVD
+    runs on the host (a device sync), so factors are cached per filter tensor, its in-place version, layout and the
+    arguments: a training step reuses its layers' filters without recomputing or syncing."""
+    key = None
+    if f is not None:
+        key = (f.data_ptr(), f._version, tuple(f.shape), f.stride(), f.dtype, f.device, flip_filter, gain, dtype,
+               device)
+        hit = _FACTORS.get(key)
+        if hit is not None:
+            return hit[1], hit[2]
+    col, row = _compute_factors(f, flip_filter, gain, dtype, device)
+    if key is not None:
+        if len(_FACTORS) >= _FACTORS_MAX:
+            _FACTORS.pop(next(iter(_FACTORS)))                          # oldest first
+        _FACTORS[key] = (f, col, row)
+    return col, row
+
+
+def _compute_factors(f, flip_filter, gain, dtype, device):
     if f is None:
         f = torch.ones([1])
     f = f.detach().to(dtype=torch.float64)
@@ -90,10 +178,17 @@ def _factors(f: torch.Tensor | None, flip_filter: bool, gain: float, dtype: torc
     if f.ndim == 1:
         col, row = f[None] * gain, f[None]
     else:
-        u, s, vh = torch.linalg.svd(f.cpu())                            # tiny: on the host (one sync per call)
+        u, s, vh = torch.linalg.svd(f.cpu())                            # tiny: on the host
         keep = max(1, int((s > s[0] * torch.finfo(dtype).eps).sum()))
         col, row = (u[:, :keep] * s[:keep] * gain).T, vh[:keep]
     return (col.to(device=device, dtype=dtype).contiguous(), row.to(device=device, dtype=dtype).contiguous())
+
+
+def fp32_precision() -> str:
+    """input_precision of float32 dots: FP32_PRECISION, or TF32 when torch allows it for float32 matmuls."""
+    if FP32_PRECISION is not None:
+        return FP32_PRECISION
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
 
 
 class _Plan:
@@ -105,6 +200,7 @@ class _Plan:
         self.px0, _, self.py0, _ = parse_padding(padding)
         self.up, self.down, self.slope, self.clamp = up, down, slope, clamp
         self.compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+        self.precision = fp32_precision() if x.dtype == torch.float32 else "ieee"
         self.fu_w, self.fu_h = filter_size(fu)
         self.fd_w, self.fd_h = filter_size(fd)
         self.in_hw = (h, w)
@@ -112,10 +208,12 @@ class _Plan:
         gu, gd = Geometry(up, up, 1, 1, *parse_padding(padding)), Geometry(1, 1, down, down, 0, 0, 0, 0)
         self.mid_hw = gu.out_size(h, w, self.fu_w, self.fu_h)
         self.out_hw = gd.out_size(*self.mid_hw, self.fd_w, self.fd_h)
-        self.ax = _Axis.plan(up, down, self.fu_w, self.fd_w, w, self.out_hw[1])
-        self.ay = _Axis.plan(up, down, self.fu_h, self.fd_h, h, self.out_hw[0])
         self.fu_col, self.fu_row = _factors(fu, flip_filter, up * up * gain, self.compute, x.device)
         self.fd_col, self.fd_row = _factors(fd, flip_filter, 1.0, self.compute, x.device)
+        self.rank_u, self.rank_d = self.fu_col.shape[0], self.fd_col.shape[0]
+        (self.fy, self.fx), (self.by, self.bx) = _tiling(
+            up, down, (self.fu_h, self.fu_w), (self.fd_h, self.fd_w), self.rank_u, self.rank_d, self.in_hw,
+            tuple(self.out_hw), MAX_STEP)
         # slope and clamp as a tensor in the compute dtype: a float argument would reach the kernel as float32.
         self.act = torch.tensor([slope, 0.0 if clamp is None else clamp], dtype=self.compute, device=x.device)
 
@@ -126,9 +224,11 @@ class _Plan:
     def common(self) -> dict:
         """Kernel arguments shared by both passes."""
         return dict(UP=self.up, DOWN=self.down, PX0=self.px0, PY0=self.py0, KUW=self.fu_w, KUH=self.fu_h,
-                    KDW=self.fd_w, KDH=self.fd_h, RANK_U=self.fu_col.shape[0], RANK_D=self.fd_col.shape[0],
+                    KDW=self.fd_w, KDH=self.fd_h, RANK_U=self.rank_u, RANK_D=self.rank_d,
                     act_ptr=self.act, HAS_CLAMP=self.clamp is not None, SHIFT=SHIFT,
-                    FP64=self.compute == torch.float64)
+                    FP64=self.compute == torch.float64, PREC=self.precision,
+                    HALF=self.dtype in (torch.float16, torch.bfloat16),
+                    EMULATE=self.dtype == torch.bfloat16 and _INTERPRETED)
 
 
 def unsupported(x: torch.Tensor, fu, fd, up: int, down: int, padding) -> str | None:
@@ -143,35 +243,32 @@ def unsupported(x: torch.Tensor, fu, fd, up: int, down: int, padding) -> str | N
     fu_w, fu_h = filter_size(fu)
     fd_w, fd_h = filter_size(fd)
     for ku, kd in ((fu_w, fd_w), (fu_h, fd_h)):
-        if _Axis.plan(up, down, ku, kd, 1, 1) is None:
-            return f"filters of {ku} and {kd} taps at up={up}, down={down} exceed the {MAX_BLOCK}-pixel tile"
+        if max(_pow2(_span(SUB, up, ku)), _pow2(_span(SUB, down, kd))) > MAX_BLOCK:
+            return (f"filters of {ku} and {kd} taps at up={up}, down={down} exceed the {MAX_BLOCK}-sample window of "
+                    f"a {SUB}-sample sub-tile")
     return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Kernels
 
-@triton.jit
-def _floordiv(a, d, SHIFT: tl.constexpr):
-    return (a + d * SHIFT) // d - SHIFT
-
-
-@triton.jit
-def _band_up(taps_ptr, r, i0, j0, BI_: tl.constexpr, BJ: tl.constexpr, UP: tl.constexpr, P0, K: tl.constexpr):
-    """U[i, j] = taps[r, j*up + p0 - i] for mid rows i0 + [0, BI_) and input rows j0 + [0, BJ), as [BI_, BJ]."""
-    i = i0 + tl.arange(0, BI_)[:, None]
-    j = j0 + tl.arange(0, BJ)[None, :]
-    t = j * UP + P0 - i
-    return tl.load(taps_ptr + r * K + t, mask=(t >= 0) & (t < K), other=0.0)
-
+# Written for Triton's CPU interpreter too: it re-patches the language on every call of a nested @triton.jit
+# function, so band loads and dots are written out inline in the loops rather than as helpers.
+# Dots are tl.dot(a.to(OP).to(OPD), b.to(OP).to(OPD), acc, input_precision=PREC, out_dtype=DT). OP is the input
+# dtype for float16/bfloat16 (tensor cores, float32 accumulate) and DT otherwise (a no-op cast). OPD is OP, except
+# for bfloat16 in the interpreter, whose dot multiplies bfloat16's raw bits (it stores them as uint16): there the
+# rounded operands multiply in float32, which is what a bfloat16 tensor-core dot does (products of bfloat16 values
+# are exact in float32, sums accumulate in float32).
+# Band matrices come from their index arithmetic t: tl.load(taps + r*K + t, mask=(t >= 0) & (t < K), other=0).
+# Floor division is (a + d*SHIFT) // d - SHIFT: Triton's integer division truncates toward zero.
 
 @triton.jit
-def _band_down(taps_ptr, r, o0, i0, BO: tl.constexpr, BI_: tl.constexpr, DOWN: tl.constexpr, K: tl.constexpr):
-    """D[o, i] = taps[r, i - o*down] for outputs o0 + [0, BO) and mid rows i0 + [0, BI_), as [BO, BI_]."""
-    o = o0 + tl.arange(0, BO)[:, None]
-    i = i0 + tl.arange(0, BI_)[None, :]
-    t = i - o * DOWN
-    return tl.load(taps_ptr + r * K + t, mask=(t >= 0) & (t < K), other=0.0)
+def _stack_rows(w, S: tl.constexpr, R: tl.constexpr, B: tl.constexpr):
+    """[S, R*B] (rank terms side by side) -> [R*S, B] (stacked), so one dot sums the terms."""
+    if R == 1:
+        return w
+    else:
+        return tl.reshape(tl.permute(tl.reshape(w, [S, R, B]), [1, 0, 2]), [R * S, B])
 
 
 @triton.jit
@@ -194,22 +291,25 @@ def _tile(tiles, tiles_x, STEP_Y: tl.constexpr, STEP_X: tl.constexpr):
 
 
 @triton.jit
-def _recompute(x_ptr, b_ptr, plane, C, H, W, fu_col, fu_row, my0, mx0, PY0, PX0, SHIFT: tl.constexpr,
-               HAS_BIAS: tl.constexpr, BMY: tl.constexpr, BMX: tl.constexpr, BIY: tl.constexpr, BIX: tl.constexpr,
-               UP: tl.constexpr, KUH: tl.constexpr, KUW: tl.constexpr, RANK_U: tl.constexpr, PREC: tl.constexpr,
-               DT: tl.constexpr):
-    """v = U(x + b) on the intermediate tile [BMY, BMX] at (my0, mx0), gain included: sum_r Uy_r X Ux_r^T."""
-    jy0 = _floordiv(my0 - PY0, UP, SHIFT)           # first input sample with a tap on the tile
-    jx0 = _floordiv(mx0 - PX0, UP, SHIFT)
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + plane % C).to(DT)
-    x = _load_plane(x_ptr + plane.to(tl.int64) * H * W, jy0, jx0, H, W, BIY, BIX, bias, DT)
-    v = tl.zeros([BMY, BMX], dtype=DT)
+def _up_sub(xp, H, W, bias, fu_col, fu_row, ms, mc, PY0, PX0, SHIFT: tl.constexpr, UP: tl.constexpr,
+            KUH: tl.constexpr, KUW: tl.constexpr, RANK_U: tl.constexpr, KIY: tl.constexpr, KIX: tl.constexpr,
+            PREC: tl.constexpr, OP: tl.constexpr, OPD: tl.constexpr, DT: tl.constexpr):
+    """v = U(x + b) on the SUB x SUB intermediate sub-tile at (ms, mc), gain included: sum_r Uy_r X Ux_r^T, with X
+    the KIY x KIX input window that meets it (the only columns of Uy and rows of Ux^T that are not zero)."""
+    S: tl.constexpr = 16
+    jy = (ms - PY0 + UP * SHIFT) // UP - SHIFT      # first input sample with a tap on the sub-tile
+    jx = (mc - PX0 + UP * SHIFT) // UP - SHIFT
+    x = _load_plane(xp, jy, jx, H, W, KIY, KIX, bias, DT).to(OP).to(OPD)
+    i = tl.arange(0, S)
+    ty = tl.arange(0, KIY)[None, :] * UP - i[:, None] + (jy * UP + PY0 - ms)             # [S, KIY]
+    tx = tl.arange(0, KIX)[:, None] * UP - i[None, :] + (jx * UP + PX0 - mc)             # [KIX, S]
+    my, mx = (ty >= 0) & (ty < KUH), (tx >= 0) & (tx < KUW)
+    v = tl.zeros([S, S], dtype=DT)
     for r in tl.static_range(RANK_U):
-        uy = _band_up(fu_col, r, my0, jy0, BMY, BIY, UP, PY0, KUH)                        # [BMY, BIY]
-        ux_t = tl.trans(_band_up(fu_row, r, mx0, jx0, BMX, BIX, UP, PX0, KUW))           # [BIX, BMX]
-        v += tl.dot(tl.dot(uy, x, input_precision=PREC), ux_t, input_precision=PREC)
+        uy = tl.load(fu_col + r * KUH + ty, mask=my, other=0.0).to(OP).to(OPD)
+        ux_t = tl.load(fu_row + r * KUW + tx, mask=mx, other=0.0).to(OP).to(OPD)
+        t = tl.dot(uy, x, input_precision=PREC, out_dtype=DT)
+        v = tl.dot(t.to(OP).to(OPD), ux_t, v, input_precision=PREC, out_dtype=DT)
     return v
 
 
@@ -230,27 +330,48 @@ def _forward_kernel(x_ptr, b_ptr, y_ptr, fu_col, fu_row, fd_col, fd_row,
                     UP: tl.constexpr, DOWN: tl.constexpr, PX0, PY0,
                     KUW: tl.constexpr, KUH: tl.constexpr, KDW: tl.constexpr, KDH: tl.constexpr,
                     RANK_U: tl.constexpr, RANK_D: tl.constexpr, act_ptr, HAS_CLAMP: tl.constexpr,
-                    HAS_BIAS: tl.constexpr, SHIFT: tl.constexpr, FP64: tl.constexpr,
-                    BMY: tl.constexpr, BMX: tl.constexpr, BIY: tl.constexpr, BIX: tl.constexpr,
-                    BOY: tl.constexpr, BOX: tl.constexpr, OSY: tl.constexpr, OSX: tl.constexpr):
+                    HAS_BIAS: tl.constexpr, SHIFT: tl.constexpr, FP64: tl.constexpr, PREC: tl.constexpr,
+                    HALF: tl.constexpr, EMULATE: tl.constexpr, NSY: tl.constexpr, NSX: tl.constexpr, KIY: tl.constexpr,
+                    KIX: tl.constexpr, BOY: tl.constexpr, BOX: tl.constexpr, OSY: tl.constexpr, OSX: tl.constexpr,
+                    RD: tl.constexpr):
     DT: tl.constexpr = tl.float64 if FP64 else tl.float32
-    PREC: tl.constexpr = "ieee"
+    OP: tl.constexpr = x_ptr.dtype.element_ty if HALF else DT
+    OPD: tl.constexpr = DT if EMULATE else OP
+    S: tl.constexpr = 16
     plane, oy0, ox0 = _tile(tiles, tiles_x, OSY, OSX)
-    my0 = oy0 * DOWN                                # first intermediate sample of the tile
-    mx0 = ox0 * DOWN
-    v = _recompute(x_ptr, b_ptr, plane, C, H, W, fu_col, fu_row, my0, mx0, PY0, PX0, SHIFT, HAS_BIAS,
-                   BMY, BMX, BIY, BIX, UP, KUH, KUW, RANK_U, PREC, DT)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + plane % C).to(DT)
+    xp = x_ptr + plane.to(tl.int64) * H * W
     slope = tl.load(act_ptr)
     clamp = tl.load(act_ptr + 1)
-    a = tl.where(v > 0, v, v * slope)               # the gain is already in the taps
-    if HAS_CLAMP:
-        a = tl.minimum(tl.maximum(a, -clamp), clamp)
+    # Dx_c^T of every down term side by side, [S, RD*BOX] (column r*BOX + o), and Dy_s stacked to match,
+    # [BOY, RD*S] (column r*S + i): a rank-r filter is one wider dot in each. Tap index = t + the sub-tile's origin.
+    n = tl.arange(0, RD * BOX)[None, :]
+    rx = n // BOX
+    tx = tl.arange(0, S)[:, None] - (ox0 + n % BOX) * DOWN
+    k = tl.arange(0, RD * S)[None, :]
+    ry = k // S
+    ty = k % S - (oy0 + tl.arange(0, BOY)[:, None]) * DOWN
 
     out = tl.zeros([BOY, BOX], dtype=DT)
-    for r in tl.static_range(RANK_D):
-        dy = _band_down(fd_col, r, oy0, my0, BOY, BMY, DOWN, KDH)                        # [BOY, BMY]
-        dx_t = tl.trans(_band_down(fd_row, r, ox0, mx0, BOX, BMX, DOWN, KDW))            # [BMX, BOX]
-        out += tl.dot(tl.dot(dy, a, input_precision=PREC), dx_t, input_precision=PREC)
+    for s in range(NSY):
+        ms = oy0 * DOWN + s * S                     # the sub-tile row's first intermediate sample
+        w = tl.zeros([S, RD * BOX], dtype=DT)
+        for c in range(NSX):
+            mc = ox0 * DOWN + c * S
+            v = _up_sub(xp, H, W, bias, fu_col, fu_row, ms, mc, PY0, PX0, SHIFT, UP, KUH, KUW, RANK_U, KIY, KIX,
+                        PREC, OP, OPD, DT)
+            a = tl.where(v > 0, v, v * slope)       # the gain is already in the taps
+            if HAS_CLAMP:
+                a = tl.minimum(tl.maximum(a, -clamp), clamp)
+            t = tx + mc
+            dx_t = tl.load(fd_row + rx * KDW + t, mask=(t >= 0) & (t < KDW) & (rx < RANK_D), other=0.0)
+            w = tl.dot(a.to(OP).to(OPD), dx_t.to(OP).to(OPD), w, input_precision=PREC, out_dtype=DT)
+        t = ty + ms
+        dy = tl.load(fd_col + ry * KDH + t, mask=(t >= 0) & (t < KDH) & (ry < RANK_D), other=0.0)
+        out = tl.dot(dy.to(OP).to(OPD), _stack_rows(w, S, RD, BOX).to(OP).to(OPD), out, input_precision=PREC,
+                     out_dtype=DT)
 
     _store_tile(y_ptr, plane, oy0, ox0, OH, OW, out, BOY, BOX, OSY, OSX)
 
@@ -261,43 +382,70 @@ def _backward_kernel(x_ptr, b_ptr, dy_ptr, dx_ptr, db_ptr, fu_col, fu_row, fd_co
                      UP: tl.constexpr, DOWN: tl.constexpr, PX0, PY0,
                      KUW: tl.constexpr, KUH: tl.constexpr, KDW: tl.constexpr, KDH: tl.constexpr,
                      RANK_U: tl.constexpr, RANK_D: tl.constexpr, act_ptr, HAS_CLAMP: tl.constexpr,
-                     HAS_BIAS: tl.constexpr, SHIFT: tl.constexpr, FP64: tl.constexpr,
-                     BMY: tl.constexpr, BMX: tl.constexpr, BIY: tl.constexpr, BIX: tl.constexpr,
-                     BGY: tl.constexpr, BGX: tl.constexpr, BDY: tl.constexpr, BDX: tl.constexpr,
-                     ISY: tl.constexpr, ISX: tl.constexpr):
+                     HAS_BIAS: tl.constexpr, SHIFT: tl.constexpr, FP64: tl.constexpr, PREC: tl.constexpr,
+                     HALF: tl.constexpr, EMULATE: tl.constexpr, NSY: tl.constexpr, NSX: tl.constexpr, KIY: tl.constexpr,
+                     KIX: tl.constexpr, KGY: tl.constexpr, KGX: tl.constexpr, BDY: tl.constexpr,
+                     BDX: tl.constexpr, ISY: tl.constexpr, ISX: tl.constexpr, RU: tl.constexpr):
     DT: tl.constexpr = tl.float64 if FP64 else tl.float32
-    PREC: tl.constexpr = "ieee"
+    OP: tl.constexpr = x_ptr.dtype.element_ty if HALF else DT
+    OPD: tl.constexpr = DT if EMULATE else OP
+    S: tl.constexpr = 16
     plane, qy0, qx0 = _tile(tiles, tiles_x, ISY, ISX)     # the first input sample whose gradient this tile writes
     my0 = qy0 * UP + PY0 - (KUH - 1)                # first intermediate sample that reaches it through U
     mx0 = qx0 * UP + PX0 - (KUW - 1)
-    gy0 = _floordiv(my0 - (KDH - 1), DOWN, SHIFT)   # first output gradient that reaches that through D
-    gx0 = _floordiv(mx0 - (KDW - 1), DOWN, SHIFT)
-
-    # The mask m = act'(v) at the intermediate resolution, from v = U(x + b) recomputed on the tile.
-    v = _recompute(x_ptr, b_ptr, plane, C, H, W, fu_col, fu_row, my0, mx0, PY0, PX0, SHIFT, HAS_BIAS,
-                   BMY, BMX, BIY, BIX, UP, KUH, KUW, RANK_U, PREC, DT)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + plane % C).to(DT)
+    xp = x_ptr + plane.to(tl.int64) * H * W
+    dyp = dy_ptr + plane.to(tl.int64) * OH * OW
     slope = tl.load(act_ptr)
     clamp = tl.load(act_ptr + 1)
-    m = tl.where(v > 0, 1.0, slope)
-    if HAS_CLAMP:
-        a = v * m
-        m = tl.where((a > -clamp) & (a < clamp), m, 0.0)
+    i = tl.arange(0, S)
+    # Ux_c of every up term side by side, [S, RU*BDX] (column r*BDX + q), and Uy_s^T stacked to match,
+    # [BDY, RU*S] (column r*S + i). Tap index = t minus the sub-tile's origin.
+    n = tl.arange(0, RU * BDX)[None, :]
+    rx = n // BDX
+    tux = (qx0 + n % BDX) * UP + PX0 - i[:, None]
+    k = tl.arange(0, RU * S)[None, :]
+    ry = k // S
+    tuy = (qy0 + tl.arange(0, BDY)[:, None]) * UP + PY0 - k % S
+    # D^T on a sub-tile, [S, KGY] and D, [KGX, S]: tap index = t plus (sub-tile origin - window origin * DOWN).
+    tdy = i[:, None] - tl.arange(0, KGY)[None, :] * DOWN
+    tdx = i[None, :] - tl.arange(0, KGX)[:, None] * DOWN
 
-    # g = D^T dy on the tile. Outputs outside the image load as zero, so g vanishes outside the intermediate image.
-    dyt = _load_plane(dy_ptr + plane.to(tl.int64) * OH * OW, gy0, gx0, OH, OW, BGY, BGX, 0.0, DT)
-    g = tl.zeros([BMY, BMX], dtype=DT)
-    for r in tl.static_range(RANK_D):
-        dy_t = tl.trans(_band_down(fd_col, r, gy0, my0, BGY, BMY, DOWN, KDH))           # [BMY, BGY]
-        dx_ = _band_down(fd_row, r, gx0, mx0, BGX, BMX, DOWN, KDW)                       # [BGX, BMX]
-        g += tl.dot(tl.dot(dy_t, dyt, input_precision=PREC), dx_, input_precision=PREC)
-    g = g * m
-
-    # dx = U^T g.
     dxt = tl.zeros([BDY, BDX], dtype=DT)
-    for r in tl.static_range(RANK_U):
-        uy_t = tl.trans(_band_up(fu_col, r, my0, qy0, BMY, BDY, UP, PY0, KUH))           # [BDY, BMY]
-        ux = _band_up(fu_row, r, mx0, qx0, BMX, BDX, UP, PX0, KUW)                       # [BMX, BDX]
-        dxt += tl.dot(tl.dot(uy_t, g, input_precision=PREC), ux, input_precision=PREC)
+    for s in range(NSY):
+        ms = my0 + s * S
+        gy = (ms - (KDH - 1) + DOWN * SHIFT) // DOWN - SHIFT      # first output gradient that reaches the row
+        w = tl.zeros([S, RU * BDX], dtype=DT)
+        for c in range(NSX):
+            mc = mx0 + c * S
+            gx = (mc - (KDW - 1) + DOWN * SHIFT) // DOWN - SHIFT
+            # The mask m = act'(v) on the sub-tile, from v = U(x + b) recomputed.
+            v = _up_sub(xp, H, W, bias, fu_col, fu_row, ms, mc, PY0, PX0, SHIFT, UP, KUH, KUW, RANK_U, KIY, KIX,
+                        PREC, OP, OPD, DT)
+            m = tl.where(v > 0, 1.0, slope)
+            if HAS_CLAMP:
+                a = v * m
+                m = tl.where((a > -clamp) & (a < clamp), m, 0.0)
+            # g = D^T dy on the sub-tile. Outputs outside the image load as zero, so g vanishes outside the
+            # intermediate image.
+            dyt = _load_plane(dyp, gy, gx, OH, OW, KGY, KGX, 0.0, DT).to(OP).to(OPD)
+            t_y = tdy + (ms - gy * DOWN)
+            t_x = tdx + (mc - gx * DOWN)
+            g = tl.zeros([S, S], dtype=DT)
+            for r in tl.static_range(RANK_D):
+                dy_t = tl.load(fd_col + r * KDH + t_y, mask=(t_y >= 0) & (t_y < KDH), other=0.0)  # [S, KGY]
+                dx_ = tl.load(fd_row + r * KDW + t_x, mask=(t_x >= 0) & (t_x < KDW), other=0.0)   # [KGX, S]
+                h = tl.dot(dy_t.to(OP).to(OPD), dyt, input_precision=PREC, out_dtype=DT)             # [S, KGX]
+                g = tl.dot(h.to(OP).to(OPD), dx_.to(OP).to(OPD), g, input_precision=PREC, out_dtype=DT)
+            t = tux - mc
+            ux = tl.load(fu_row + rx * KUW + t, mask=(t >= 0) & (t < KUW) & (rx < RANK_U), other=0.0)  # [S, RU*BDX]
+            w = tl.dot((g * m).to(OP).to(OPD), ux.to(OP).to(OPD), w, input_precision=PREC, out_dtype=DT)
+        t = tuy - ms
+        uy_t = tl.load(fu_col + ry * KUH + t, mask=(t >= 0) & (t < KUH) & (ry < RANK_U), other=0.0)  # [BDY, RU*S]
+        dxt = tl.dot(uy_t.to(OP).to(OPD), _stack_rows(w, S, RU, BDX).to(OP).to(OPD), dxt, input_precision=PREC,
+                     out_dtype=DT)
 
     keep = _store_tile(dx_ptr, plane, qy0, qx0, H, W, dxt, BDY, BDX, ISY, ISX)
     if HAS_BIAS:
@@ -307,38 +455,38 @@ def _backward_kernel(x_ptr, b_ptr, dy_ptr, dx_ptr, db_ptr, fu_col, fu_row, fd_co
 # ---------------------------------------------------------------------------------------------------------------
 # Launchers and the autograd Function
 
-NUM_WARPS = 8           # four 64x64 float32 operands live at once: 8 warps keep them in registers without spills
+NUM_WARPS = 4           # the largest live operands are the accumulator (up to 64x64) and one [16, 64] row slab
 
 
 def _forward(x: torch.Tensor, b: torch.Tensor | None, plan: _Plan) -> torch.Tensor:
     n, c, h, w = x.shape
     oh, ow = plan.out_hw
     y = x.new_empty([n, c, oh, ow])
-    ax, ay = plan.ax, plan.ay
-    tiles_x, tiles_y = triton.cdiv(ow, ax.out_step), triton.cdiv(oh, ay.out_step)
+    ay, ax = plan.fy, plan.fx
+    tiles_x, tiles_y = triton.cdiv(ow, ax.step), triton.cdiv(oh, ay.step)
     if y.numel() == 0:
         return y
     _forward_kernel[(n * c * tiles_x * tiles_y,)](
         x, x if b is None else b, y, plan.fu_col, plan.fu_row, plan.fd_col, plan.fd_row,
         c, h, w, oh, ow, tiles_x, tiles_x * tiles_y, HAS_BIAS=b is not None, **plan.common(),
-        BMY=ay.mid, BMX=ax.mid, BIY=ay.inp, BIX=ax.inp, BOY=ay.out, BOX=ax.out, OSY=ay.out_step, OSX=ax.out_step,
-        num_warps=NUM_WARPS)
+        NSY=ay.subs, NSX=ax.subs, KIY=ay.inp, KIX=ax.inp, BOY=ay.block, BOX=ax.block, OSY=ay.step, OSX=ax.step,
+        RD=_rank_block(plan.rank_d), num_warps=NUM_WARPS)
     return y
 
 
 def _backward(x: torch.Tensor, b: torch.Tensor | None, dy: torch.Tensor, plan: _Plan):
     n, c, h, w = x.shape
     oh, ow = plan.out_hw
-    ax, ay = plan.ax, plan.ay
-    tiles_x, tiles_y = triton.cdiv(w, ax.in_step), triton.cdiv(h, ay.in_step)
+    ay, ax = plan.by, plan.bx
+    tiles_x, tiles_y = triton.cdiv(w, ax.step), triton.cdiv(h, ay.step)
     grid = n * c * tiles_x * tiles_y
     dx = torch.empty_like(x)
     db = torch.empty(grid if b is not None else 1, dtype=plan.compute, device=x.device)     # per-tile sums
     _backward_kernel[(grid,)](
         x, x if b is None else b, dy.contiguous(), dx, db, plan.fu_col, plan.fu_row, plan.fd_col, plan.fd_row,
         c, h, w, oh, ow, tiles_x, tiles_x * tiles_y, HAS_BIAS=b is not None, **plan.common(),
-        BMY=ay.mid, BMX=ax.mid, BIY=ay.inp, BIX=ax.inp, BGY=ay.grad, BGX=ax.grad, BDY=ay.in_block,
-        BDX=ax.in_block, ISY=ay.in_step, ISX=ax.in_step, num_warps=NUM_WARPS)
+        NSY=ay.subs, NSX=ax.subs, KIY=ay.inp, KIX=ax.inp, KGY=ay.grad, KGX=ax.grad, BDY=ay.block, BDX=ax.block,
+        ISY=ay.step, ISX=ax.step, RU=_rank_block(plan.rank_u), num_warps=NUM_WARPS)
     db = None if b is None else db.view(n, c, -1).sum([0, 2]).to(b.dtype)
     return dx, db
 
@@ -368,14 +516,7 @@ def filtered_lrelu_triton(x: torch.Tensor, fu: torch.Tensor | None = None, fd: t
                           flip_filter: bool = False) -> torch.Tensor:
     """Fused filtered_lrelu in Triton; same arguments and result as `filtered_lrelu_ref`. Requires gain > 0 and
     filters that fit the tile (see `unsupported`)."""
-    if x.ndim != 4:
-        raise ValueError(f"x must be [N, C, H, W], got {tuple(x.shape)}")
-    if not (isinstance(up, int) and up >= 1 and isinstance(down, int) and down >= 1):
-        raise ValueError("up and down must be integers >= 1")
-    if b is not None and (b.ndim != 1 or b.shape[0] != x.shape[1]):
-        raise ValueError(f"bias must be [{x.shape[1]}], got {tuple(b.shape)}")
-    if not fast.supports(gain):
-        raise ValueError(f"the fused filtered_lrelu needs gain > 0, got {gain}")
+    fast.check_args(x, b, up, down, gain)
     reason = unsupported(x, fu, fd, up, down, padding)
     if reason is not None:
         raise ValueError(f"the Triton filtered_lrelu cannot run: {reason}")
