@@ -82,7 +82,10 @@ Examples:
 @click.option("--seed", type=click.IntRange(min=0), metavar="INT", help="Random seed." + _default("seed"))
 @_bool_option("--fp32", "Disable mixed precision (same as --precision fp32).")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES),
-              help="auto = fp16 in the top 4 resolutions on CUDA, fp32 elsewhere." + _default("precision"))
+              help="auto = fp16 in the top 4 resolutions on CUDA, fp32 elsewhere; bf16 = autocast, no clamp "
+                   "(CPU, or a GPU with bfloat16)." + _default("precision"))
+@_bool_option("--compile", "torch.compile G and D (eager with one warning if that fails; R1 and path length "
+              "stay eager). A resumed run may turn it on or off.")
 @click.option("--workers", type=click.IntRange(min=0), metavar="INT",
               help="DataLoader worker processes." + _default("workers"))
 @device_option

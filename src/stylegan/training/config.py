@@ -105,6 +105,7 @@ class RunOptions:
     metrics: list[str] = field(default_factory=list)
     resume: str = ""                    # '' | training state path | network file used as initial weights
     resume_kimg: float = 0.0            # kimg to start counting from
+    compile: bool = False               # torch.compile G and D in the phases that differentiate once
 
 
 @dataclass
@@ -170,14 +171,15 @@ class TrainingConfig:
 FLAG_DEFAULTS: dict[str, Any] = dict(
     gpus=1, cond=False, mirror=False, aug="ada", target=0.6, augpipe="bgc", freezed=0, freeze_mapping=False,
     cbase=32768, cmax=512, dlr=0.002, mbstd_group=4, desc="", metrics="fid50k_full", kimg=25000, tick=4, snap=50,
-    seed=0, precision="auto", fp32=False, workers=3, device="auto", resume_kimg=0,
+    seed=0, precision="auto", fp32=False, workers=3, device="auto", resume_kimg=0, compile=False,
 )
 
 # Flags without a default: a new run needs all of them.
 FRESH_RUN_FLAGS = ("outdir", "cfg", "data", "batch", "gamma")
 
-# Flags that a resumed run may change: how long it runs, how often it reports, where it runs (and --gpus).
-RESUME_MAY_CHANGE = ("kimg", "tick", "snap", "metrics", "workers", "device")
+# Flags that a resumed run may change: how long it runs, how often it reports, where and how it runs (and --gpus).
+# --compile changes speed, not dynamics: compiled code draws the same random numbers (core/compile.py).
+RESUME_MAY_CHANGE = ("kimg", "tick", "snap", "metrics", "workers", "device", "compile")
 
 
 def parse_metrics(text: str | list[str] | None) -> list[str]:
@@ -262,7 +264,7 @@ def new_run_config(flags: dict[str, Any]) -> TrainingConfig:
             outdir=str(Path(str(get("outdir"))).expanduser().resolve()), desc=str(get("desc") or ""), kimg=float(get("kimg")), tick=float(get("tick")),
             snap=int(get("snap")), seed=int(get("seed")), batch=batch, batch_gpu=batch_gpu, gpus=gpus,
             device=str(get("device")), metrics=parse_metrics(get("metrics")), resume=str(f.get("resume") or ""),
-            resume_kimg=float(get("resume_kimg"))),
+            resume_kimg=float(get("resume_kimg")), compile=bool(get("compile"))),
     )
     return config
 
@@ -314,12 +316,13 @@ def config_as_flags(config: TrainingConfig) -> dict[str, Any]:
         freezed=config.network.freezed, freeze_mapping=config.network.freeze_mapping, cbase=config.network.cbase,
         cmax=config.network.cmax, map_depth=config.network.map_depth, mbstd_group=config.network.mbstd_group,
         glr=config.optim.glr, dlr=config.optim.dlr, desc=config.run.desc, seed=config.run.seed,
-        resume_kimg=config.run.resume_kimg, precision=config.network.precision,
+        resume_kimg=config.run.resume_kimg, precision=config.network.precision, compile=config.run.compile,
     )
 
 
 _RESUME_OVERRIDES = {"kimg": ("run", float), "tick": ("run", float), "snap": ("run", int),
-                     "metrics": ("run", parse_metrics), "workers": ("data", int), "device": ("run", str)}
+                     "metrics": ("run", parse_metrics), "workers": ("data", int), "device": ("run", str),
+                     "compile": ("run", bool)}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from stylegan.core import dist
+from stylegan.core.compile import compiled
 from stylegan.ops.upfirdn2d import filter2d
 from stylegan.training.config import LossOptions
 from stylegan.training.stats import TrainingStats
@@ -48,6 +49,15 @@ class StyleGANLoss:
         self._pl_mean_start = self.pl_mean.clone()
         self._pl_mean_sum = torch.zeros([], device=device)
         self._pl_chunks = 0
+        # The forward passes of the phases that differentiate once (Gmain, Dmain); see compile().
+        self._mapping, self._synthesis, self._D = G.mapping, G.synthesis, D
+
+    def compile(self) -> None:
+        """--compile: Gmain and Dmain run G and D through torch.compile (stylegan.core.compile). Greg and Dreg stay
+        eager: the path length penalty and R1 differentiate a gradient (create_graph=True), and torch.compile's
+        AOTAutograd cannot backpropagate twice through a compiled graph. The modules themselves are not wrapped,
+        so their state dicts and saved names do not change."""
+        self._mapping, self._synthesis, self._D = compiled(self.G.mapping), compiled(self.G.synthesis), compiled(self.D)
 
     def blur_sigma(self, nimg: int) -> float:
         """StyleGAN3 (Sec. 6, appendix): D's inputs are blurred at first, the blur fading out linearly."""
@@ -56,21 +66,24 @@ class StyleGANLoss:
             return 0.0
         return max(1 - nimg / (o.blur_fade_kimg * 1e3), 0) * o.blur_init_sigma
 
-    def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False,
-              ws_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        ws = self.G.mapping(z, c, update_emas=update_emas)                                  # [N, num_ws, w_dim]
+    def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False, ws_grad: bool = False,
+              fast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """fast: through the compiled forwards when --compile is on (not for a double backward)."""
+        mapping, synthesis = (self._mapping, self._synthesis) if fast else (self.G.mapping, self.G.synthesis)
+        ws = mapping(z, c, update_emas=update_emas)                                         # [N, num_ws, w_dim]
         if self.options.style_mixing_prob > 0:
             # Style mixing regularisation (StyleGAN, Sec. 3.1): from a random layer on, the ws of another z.
             cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
             mix = torch.rand([], device=ws.device) < self.options.style_mixing_prob
             cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, ws.shape[1]))
-            ws[:, cutoff:] = self.G.mapping(torch.randn_like(z), c, update_emas=False)[:, cutoff:]
+            ws[:, cutoff:] = mapping(torch.randn_like(z), c, update_emas=False)[:, cutoff:]
         if ws_grad and not ws.requires_grad:
             ws = ws.detach().requires_grad_(True)     # a frozen mapping: the path length still needs d img / d ws
-        img = self.G.synthesis(ws, noise_mode="random", update_emas=update_emas)           # [N, C, H, W]
+        img = synthesis(ws, noise_mode="random", update_emas=update_emas)                  # [N, C, H, W]
         return img, ws
 
-    def run_D(self, img: torch.Tensor, c: torch.Tensor, blur_sigma: float = 0, update_emas: bool = False) -> torch.Tensor:
+    def run_D(self, img: torch.Tensor, c: torch.Tensor, blur_sigma: float = 0, update_emas: bool = False,
+              fast: bool = False) -> torch.Tensor:
         blur_size = math.floor(blur_sigma * 3)
         if blur_size > 0:
             # Gaussian blur: taps exp2(-(x/sigma)^2) out to 3 sigma, normalised.
@@ -78,7 +91,7 @@ class StyleGANLoss:
             img = filter2d(img, f / f.sum())
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
-        return self.D(img, c, update_emas=update_emas)                                      # [N, 1]
+        return (self._D if fast else self.D)(img, c, update_emas=update_emas)               # [N, 1]
 
     def take_nonfinite(self) -> torch.Tensor:
         """Whether a main loss was NaN or Inf since the last call (a device tensor: no sync)."""
@@ -107,8 +120,8 @@ class StyleGANLoss:
         blur_sigma = self.blur_sigma(nimg)
 
         if phase == "Gmain":
-            gen_img, _ = self.run_G(gen_z, gen_c)
-            gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma)
+            gen_img, _ = self.run_G(gen_z, gen_c, fast=True)
+            gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma, fast=True)
             loss_G = F.softplus(-gen_logits)                                                # -log(sigmoid(D(G(z))))
             stats.add("loss/G", loss_G)
             stats.add("scores/fake", gen_logits)
@@ -117,6 +130,7 @@ class StyleGANLoss:
 
         elif phase == "Greg":
             n = max(gen_z.shape[0] // o.pl_batch_shrink, 1)
+            # Eager even with --compile: the penalty's gradient goes through d img / d ws (double backward).
             gen_img, gen_ws = self.run_G(gen_z[:n], gen_c[:n], ws_grad=True)
             # y ~ N(0, I) / sqrt(H*W), so that |J^T y| does not depend on the resolution.
             pl_noise = torch.randn_like(gen_img) / math.sqrt(gen_img.shape[2] * gen_img.shape[3])
@@ -134,13 +148,13 @@ class StyleGANLoss:
 
         elif phase == "Dmain":
             # Fakes: update_emas=True is where G's w_avg and magnitude EMAs move (as in NVIDIA's loop).
-            gen_img, _ = self.run_G(gen_z, gen_c, update_emas=True)
-            gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma, update_emas=True)
+            gen_img, _ = self.run_G(gen_z, gen_c, update_emas=True, fast=True)
+            gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma, update_emas=True, fast=True)
             loss_Dgen = F.softplus(gen_logits)                                              # -log(1 - sigmoid(D(G(z))))
             stats.add("scores/fake", gen_logits)
             loss_Dgen.mean().mul(gain).backward()
 
-            real_logits = self.run_D(real_img.detach(), real_c, blur_sigma=blur_sigma)
+            real_logits = self.run_D(real_img.detach(), real_c, blur_sigma=blur_sigma, fast=True)
             loss_Dreal = F.softplus(-real_logits)                                           # -log(sigmoid(D(x)))
             stats.add("scores/real", real_logits)
             stats.add("signs/real", real_logits.sign())
@@ -152,6 +166,7 @@ class StyleGANLoss:
 
         elif phase == "Dreg":
             real_img_tmp = real_img.detach().requires_grad_(True)
+            # Eager even with --compile: R1's gradient goes through d D(x) / d x (double backward).
             real_logits = self.run_D(real_img_tmp, real_c, blur_sigma=blur_sigma)
             stats.add("signs/real", real_logits.sign())
             if self.ada is not None:

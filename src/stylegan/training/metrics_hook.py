@@ -36,7 +36,7 @@ def evaluate_metrics(config: TrainingConfig, G_ema: torch.nn.Module, run_dir: Pa
         dist.print0(f"Evaluating {name}...")
         try:
             result = calc_metric(name, G_ema, data, device=device, mirror=config.data.mirror,
-                                 num_workers=config.data.workers, progress=False)
+                                 num_workers=config.data.workers, progress=False, compile=config.run.compile)
         except WeightsUnavailable as exc:
             skipped.add(name)
             dist.print0(f"  skipped {name} for the rest of this run: {exc}. Training goes on; metrics that need no "

@@ -113,8 +113,11 @@ class Trainer:
         # ADA (Karras et al. 2020): D sees reals and fakes through the same augmentations, p set by the controller.
         self.augment_pipe, self.ada = build_augment(c.augment, batch_size=c.run.batch, device=device)
         self.loss = StyleGANLoss(self.G, self.D, c.loss, self.augment_pipe, ada=self.ada)
+        if c.run.compile:
+            self.loss.compile()
         self.tracked = TrackedBuffers(self.G, self.chunks)
         self.stats = TrainingStats(device)
+        # bf16: autocast on CUDA or the CPU (prepare.py refuses devices without bfloat16).
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if c.network.precision == "bf16"
                          else contextlib.nullcontext())
 
