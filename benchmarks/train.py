@@ -1,13 +1,24 @@
 """Training speed: seconds per kimg and peak memory for each cfg, measured on real training steps. Prints JSON.
 
     .venv/bin/python benchmarks/train.py              CPU: every cfg at 32 and 64 px with the demo's network size
-                                                      (cbase 4096, cmax 32, batch 16); NVIDIA's training step
-                                                      side by side at 32 px; on a CUDA machine also stylegan3-t
-                                                      at 256 px, batch 32, batch-gpu 16, full size, one GPU
+                                                      (cbase 4096, cmax 32, batch 16); ours with --compile and
+                                                      NVIDIA's training step side by side at 32 px; on a CUDA
+                                                      machine also stylegan3-t at 256 px, batch 32, batch-gpu
+                                                      16, full size, one GPU, eager and compiled
     .venv/bin/python benchmarks/train.py --quick      1 warm-up and 1 timed step per case: a smoke run of this
                                                       script, not a measurement (it misses the lazy regularisers)
     .venv/bin/python benchmarks/train.py --threads 1  torch CPU threads (default: torch's choice, the core count)
     .venv/bin/python benchmarks/train.py --impls ours --resolutions 32,64 --nvidia-resolutions 32
+    .venv/bin/python benchmarks/train.py --impls ours,ours-compile,nvidia --resolutions 32 --cfgs stylegan3-t
+                                                      the issue's comparison: ours with --compile, ours eager
+                                                      and NVIDIA's, at the demo's size (32 px)
+
+'ours-compile' is our Trainer with `--compile` (stylegan.core.compile: G and D through torch.compile in the
+Gmain and Dmain phases, R1 and the path length penalty eager). Compiling happens in the warm-up steps; their
+time is reported as warmup_s, apart from s/kimg. If compiling fails, the run goes on eagerly and the result
+says so (compile_failure), so that an eager figure is never read as a compiled one. Compiling is slow on a CPU:
+in the --quick smoke run, stylegan3-t at 32 px took 17 minutes to compile on 2 busy cores (most of the default
+--timeout of 30 minutes per measurement).
 
 What one measurement times. The lazy regularisers make steps unequal: R1 (Dreg) runs every 16th step, the path
 length penalty (Greg, stylegan2) every 4th. So the timed window is a whole number of 16-step periods (any 16
@@ -153,11 +164,13 @@ def measure(case: dict, warmup: int, steps: int, reference: str) -> dict:
     from stylegan.training.trainer import Trainer
 
     gamma = 1.0
+    from stylegan.core.compile import compile_failure
     with tempfile.TemporaryDirectory() as tmp:
         data = _synthetic_dataset(Path(tmp) / f"noise{case['resolution']}.zip", case["resolution"])
         config = prepare_config(dict(outdir=tmp, data=str(data), cfg=case["cfg"], batch=case["batch"], gamma=gamma,
                                      batch_gpu=case.get("batch_gpu"), cbase=case["cbase"], cmax=case["cmax"],
-                                     device=case["device"], workers=0, metrics="none", aug="noaug"), quiet=True)
+                                     device=case["device"], workers=0, metrics="none", aug="noaug",
+                                     compile=case["impl"] == "ours-compile"), quiet=True)
         device = torch.device(case["device"])
         torch.manual_seed(0)
         with ImageDataset(config.data.path) as dataset:
@@ -166,16 +179,20 @@ def measure(case: dict, warmup: int, steps: int, reference: str) -> dict:
             else:
                 trainer = Trainer(config, dataset, device)
             sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+            start = time.perf_counter()
             for _ in range(warmup):
                 trainer.step()
             sync()
+            warmup_s = time.perf_counter() - start
             start = time.perf_counter()
             for _ in range(steps):
                 trainer.step()
             sync()
             elapsed = time.perf_counter() - start
+    extra = dict(compile_failure=compile_failure()) if case["impl"] == "ours-compile" else {}
     return dict(case, precision=config.network.precision, threads=torch.get_num_threads(), warmup=warmup,
-                steps=steps, sec_per_kimg=round(elapsed / (steps * case["batch"]) * 1000, 2),
+                warmup_s=round(warmup_s, 1), **extra, steps=steps,
+                sec_per_kimg=round(elapsed / (steps * case["batch"]) * 1000, 2),
                 sec_per_step=round(elapsed / steps, 3), peak_mem_gb=round(peak_memory_gb(device), 3),
                 G_params=sum(p.numel() for p in trainer.G.parameters()),
                 D_params=sum(p.numel() for p in trainer.D.parameters()),
@@ -214,8 +231,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 warm-up and 1 timed step per case (a smoke run)")
     parser.add_argument("--threads", type=int, help="torch CPU threads in each measurement")
-    parser.add_argument("--impls", default="ours,nvidia", help="ours, nvidia, or both (comma-separated)")
+    parser.add_argument("--impls", default="ours,ours-compile,nvidia",
+                        help="any of ours, ours-compile, nvidia (comma-separated)")
+    parser.add_argument("--cfgs", default=",".join(CPU_CFGS), help="CPU configurations (comma-separated)")
     parser.add_argument("--resolutions", default="32,64", help="CPU resolutions for ours")
+    parser.add_argument("--compile-resolutions", default="32", help="CPU resolutions for ours-compile")
     parser.add_argument("--nvidia-resolutions", default="32", help="CPU resolutions for NVIDIA's code")
     parser.add_argument("--reference", default=_nvidia.default_path(), help="NVIDIA's stylegan3 checkout")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per measurement before it is stopped")
@@ -235,16 +255,18 @@ def main() -> None:
 
     import torch
     nvidia_found = _nvidia.found(args.reference)
-    impls = [i for i in args.impls.split(",") if i == "ours" or (i == "nvidia" and nvidia_found)]
+    impls = [i for i in args.impls.split(",") if i in ("ours", "ours-compile") or (i == "nvidia" and nvidia_found)]
     notes = [] if nvidia_found else [f"NVIDIA's code not found at {args.reference}: no 'nvidia' measurements"]
+    resolutions = {"ours": args.resolutions, "ours-compile": args.compile_resolutions,
+                   "nvidia": args.nvidia_resolutions}
     cases = []
-    for res in sorted({int(r) for r in args.resolutions.split(",") + args.nvidia_resolutions.split(",") if r}):
-        for cfg in CPU_CFGS:
+    for res in sorted({int(r) for impl in impls for r in resolutions[impl].split(",") if r}):
+        for cfg in args.cfgs.split(","):
             for impl in impls:
-                if str(res) in (args.resolutions if impl == "ours" else args.nvidia_resolutions).split(","):
+                if str(res) in resolutions[impl].split(","):
                     cases.append(dict(cfg=cfg, resolution=res, device="cpu", impl=impl, **DEMO_SIZE))
     if torch.cuda.is_available():
-        cases += [dict(c, impl="ours") for c in GPU_CASES]
+        cases += [dict(c, impl=impl) for c in GPU_CASES for impl in impls if impl != "nvidia"]
     else:
         notes.append("no CUDA GPU here: the 256 px stylegan3-t GPU case was skipped")
     results = []
