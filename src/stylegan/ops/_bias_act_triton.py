@@ -10,7 +10,7 @@
 - Gradients of any order: act' is not constant (tanh, sigmoid, elu, ...), so when backward must itself be
   differentiable (create_graph=True, as R1 needs) it runs the reference's ops under autograd instead of the kernel.
 
-Import this module only when triton imports (see `_dispatch.triton_unsupported`); the tests run it in Triton's
+Import this module only when triton imports (see `_dispatch.kernel_unsupported`); the tests run it in Triton's
 interpreter (TRITON_INTERPRET=1, read when the kernels below are defined).
 """
 from __future__ import annotations

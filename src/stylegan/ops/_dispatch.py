@@ -13,6 +13,7 @@ against the ground truth, or to run one on the kernels).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import warnings
 from typing import Iterator
@@ -64,6 +65,16 @@ def triton_unsupported(*tensors: torch.Tensor | None) -> str | None:
             continue
         return f"tensors on {t.device.type}" + ("" if t.device.type != "cpu" else " (set TRITON_INTERPRET=1)")
     return None
+
+
+def kernel_unsupported(module: str, tensors: tuple, *args) -> str | None:
+    """Why the Triton kernel of stylegan.ops.<module> cannot take these inputs, or None when it can: first whether
+    Triton can run on `tensors` at all, then the module's own `unsupported(*args)`. The kernel module is imported
+    only when Triton can run, so its @triton.jit functions are never defined on a machine that cannot use them."""
+    reason = triton_unsupported(*tensors)
+    if reason is None:
+        reason = importlib.import_module(f"stylegan.ops.{module}").unsupported(*args)
+    return reason
 
 
 def _warn(op: str, path: str, reason: str, stacklevel: int) -> None:

@@ -16,7 +16,7 @@ up divides j - pad0 and that index is inside x, else 0.
 - Backward is this op with the adjoint geometry (`Geometry.adjoint`: up and down swap places) and the flipped
   filter, so it keeps only the filter, and gradients of any order run on the kernel (R1 differentiates a gradient).
 
-Import this module only when triton imports (see `_dispatch.triton_unsupported`); the tests run it in Triton's
+Import this module only when triton imports (see `_dispatch.kernel_unsupported`); the tests run it in Triton's
 interpreter (TRITON_INTERPRET=1, read when the kernel below is defined).
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from stylegan.ops._dispatch import pick, triton_unsupported
+from stylegan.ops._dispatch import kernel_unsupported, pick
 
 
 @dataclass(frozen=True)
@@ -71,15 +71,6 @@ def bias_act_ref(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, a
     return x
 
 
-def _triton_unsupported(x: torch.Tensor, b: torch.Tensor | None) -> str | None:
-    """Why the Triton kernel cannot run on these inputs, or None when it can."""
-    reason = triton_unsupported(x, b)
-    if reason is None:
-        from stylegan.ops import _bias_act_triton                   # imported only when triton can run
-        reason = _bias_act_triton.unsupported(x, b)
-    return reason
-
-
 def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: str = "linear",
              alpha: float | None = None, gain: float | None = None, clamp: float | None = None,
              impl: str = "auto") -> torch.Tensor:
@@ -88,7 +79,8 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
     Arguments as in `bias_act_ref`. impl: 'auto' (the Triton kernel on CUDA, else the reference), 'ref',
     'triton' (`_bias_act_triton`, one fused pass each way; gradients of any order), or 'fast' (there is no
     pure-torch fast path: the reference runs)."""
-    if pick("bias_act", impl, x.device, fast=False, triton=_triton_unsupported(x, b)) == "triton":
+    triton = kernel_unsupported("_bias_act_triton", (x, b), x, b)
+    if pick("bias_act", impl, x.device, fast=False, triton=triton) == "triton":
         from stylegan.ops._bias_act_triton import bias_act_triton
         return bias_act_triton(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
     return bias_act_ref(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from stylegan.ops._dispatch import pick, triton_unsupported
+from stylegan.ops._dispatch import kernel_unsupported, pick
 from stylegan.ops.bias_act import bias_act
 from stylegan.ops.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d_ref
 
@@ -76,10 +76,7 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
         unsupported = f"dtype {x.dtype} on {x.device.type}"
     triton = shared
     if triton is None and impl != "ref" and impl != "fast":
-        triton = triton_unsupported(x, b)
-        if triton is None:
-            from stylegan.ops import _filtered_lrelu_triton
-            triton = _filtered_lrelu_triton.unsupported(x, fu, fd, up, down, padding)
+        triton = kernel_unsupported("_filtered_lrelu_triton", (x, b), x, fu, fd, up, down, padding)
     path = pick("filtered_lrelu", impl, x.device, fast=unsupported, triton=triton)
     args = dict(fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp,
                 flip_filter=flip_filter)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylegan.ops._dispatch import pick, triton_unsupported
+from stylegan.ops._dispatch import kernel_unsupported, pick
 
 Padding = int | Sequence[int]
 
@@ -147,7 +147,8 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] =
         unsupported = f"dtype {x.dtype} on {x.device.type}"
     elif f is not None and f.requires_grad:
         unsupported = "the filter requires grad"
-    path = pick("upfirdn2d", impl, x.device, fast=unsupported, triton=_triton_unsupported(x, f))
+    triton = kernel_unsupported("_upfirdn2d_triton", (x,), x, f)      # f may live anywhere: it is copied to x's device
+    path = pick("upfirdn2d", impl, x.device, fast=unsupported, triton=triton)
     kwargs = dict(up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     if path == "triton":
         from stylegan.ops._upfirdn2d_triton import upfirdn2d_triton
@@ -155,15 +156,6 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] =
     if path == "fast":
         return fast.upfirdn2d_fast(x, f, **kwargs)
     return upfirdn2d_ref(x, f, **kwargs)
-
-
-def _triton_unsupported(x: torch.Tensor, f: torch.Tensor | None) -> str | None:
-    """Why the Triton kernel cannot run on these inputs, or None when it can."""
-    reason = triton_unsupported(x)                                  # f may live anywhere: it is copied to x's device
-    if reason is None:
-        from stylegan.ops import _upfirdn2d_triton                  # imported only when triton can run
-        reason = _upfirdn2d_triton.unsupported(x, f)
-    return reason
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor | None, padding: Padding = 0, flip_filter: bool = False,
