@@ -162,3 +162,12 @@ def test_ema_and_lazy_regularisation_follow_nvidia(tmp_path, data):
     assert math.isclose(d["lr"], 0.002 * 16 / 17) and math.isclose(d["betas"][1], 0.99 ** (16 / 17))
     assert g["betas"][0] == 0 and g["eps"] == 1e-8
     assert [p.interval for p in trainer.phases] == [1, 4, 1, 16]
+
+
+def test_bundled_datasets_are_named_not_resolved_as_paths(tmp_path, capsys):
+    # --data openmoji means the bundled set wherever the run is started or resumed from, not ./openmoji.
+    main(["train", "--outdir", str(tmp_path / "runs"), "--cfg", "stylegan2", "--data", "openmoji", "--batch", "8",
+          "--gamma", "1", "--dry-run", "--device", "cpu"])
+    options = json.loads(capsys.readouterr().out.split("Training options:\n", 1)[1].split("\n\n", 1)[0])
+    assert options["data"]["path"] == "openmoji" and options["data"]["resolution"] == 64
+    assert options["data"]["name"] == "openmoji" and options["data"]["size"] == 1382

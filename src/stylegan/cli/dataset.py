@@ -7,9 +7,9 @@ from stylegan.data.dataset_tool import BACKGROUNDS, RESIZE_FILTERS, TRANSFORMS, 
 
 
 @click.command(name="dataset", context_settings={"max_content_width": 110})
-@click.option("--source", required=True, metavar="PATH|demo",
+@click.option("--source", required=True, metavar="PATH|demo|openmoji",
               help="Folder (searched recursively), .zip, .tar/.tar.gz, MNIST *-images-idx3-ubyte.gz (or its folder), "
-                   "cifar-10-python.tar.gz, or 'demo' for the bundled emoji.")
+                   "cifar-10-python.tar.gz, or 'demo' / 'openmoji' for the bundled emoji sets.")
 @click.option("--dest", required=True, metavar="PATH", help="Output: a .zip (uncompressed) or a folder.")
 @click.option("--resolution", metavar="WxH", help="Size of the images, e.g. 256x256 (or 256). Default: keep the source size.")
 @click.option("--transform", type=click.Choice(TRANSFORMS),

@@ -42,7 +42,7 @@ Examples:
 @click.command(epilog=EXAMPLES)
 @click.option("--outdir", metavar="DIR", help="Where the numbered run directories go.  [required]")
 @click.option("--cfg", type=click.Choice(CFG_CHOICES), help="Base configuration.  [required for a new run]")
-@click.option("--data", metavar="ZIP|DIR", help="Training images ('demo' = the bundled set).  [required for a new run]")
+@click.option("--data", metavar="ZIP|DIR", help="Training images ('demo', 'openmoji' = the bundled sets).  [required for a new run]")
 @click.option("--batch", type=int, metavar="INT", help="Total batch size, over all GPUs.  [required for a new run]")
 @click.option("--gamma", type=float, metavar="FLOAT", help="R1 regularisation weight.  [required for a new run]")
 @click.option("--gpus", type=click.IntRange(min=1), metavar="INT",

@@ -270,8 +270,10 @@ def new_run_config(flags: dict[str, Any]) -> TrainingConfig:
 
 
 def data_path(text: str) -> str:
-    """--data as an absolute path (so a run can be resumed from another folder); 'demo' stays 'demo'."""
-    return text if text == "demo" else str(Path(text).expanduser().resolve())
+    """--data as an absolute path (so a run can be resumed from another folder); a bundled set's name ('demo',
+    'openmoji') stays a name."""
+    from stylegan.data import is_bundled_dataset
+    return text if is_bundled_dataset(text) else str(Path(text).expanduser().resolve())
 
 
 def resumed_run_config(saved: TrainingConfig, flags: dict[str, Any], state_path: str) -> TrainingConfig:
