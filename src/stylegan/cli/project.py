@@ -3,22 +3,15 @@ from __future__ import annotations
 
 import click
 
-from stylegan.cli.common import device_option
+from stylegan.cli.common import device_option, projection_options
 from stylegan.generate import ProjectOptions, load_generator, run_projection
-from stylegan.generate.project import SPACES
 
 
 @click.command(name="project", context_settings={"max_content_width": 110})
 @click.option("--network", required=True, metavar="PATH|URL", help="Network: .safetensors, NVIDIA .pkl, or a URL.")
 @click.option("--target", required=True, metavar="IMAGE",
               help="The photo; its centre square is resized to the network's size.")
-@click.option("--steps", type=int, default=1000, show_default=True, help="Optimisation steps.")
-@click.option("--space", type=click.Choice(SPACES), default="w", show_default=True,
-              help="w: one latent for every layer (editable); w+: one per layer (closer, less editable).")
-@click.option("--seed", type=int, default=303, show_default=True, help="Seed of the initial noise maps and jitter.")
-@click.option("--class", "class_idx", type=int, metavar="N", help="Class of a conditional network.")
-@click.option("--vgg", metavar="FILE", help="VGG16 weights in torchvision's layout (vgg16-397923af.pth or our "
-              "vgg16.safetensors): use LPIPS on VGG16. Default: a Laplacian-pyramid L1 loss that needs no download.")
+@projection_options
 @click.option("--outdir", required=True, metavar="DIR",
               help="Writes target.png, proj.png, projected_w.npz (and proj.mp4).")
 @click.option("--save-video", is_flag=True, help="Also write proj.mp4: target | projection at every step.")

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import click
 
-from stylegan.cli.common import device_option
+from stylegan.cli.common import device_option, projection_options
 from stylegan.core.errors import UsageError
 from stylegan.generate import ProjectOptions
 from stylegan.generate.blend import RAMPS, BlendOptions
-from stylegan.generate.project import SPACES
 from stylegan.generate.translate import run_translation
 
 
@@ -17,12 +16,7 @@ from stylegan.generate.translate import run_translation
               help="Network B, of A's architecture (e.g. fine-tuned from A): draws the projected latents.")
 @click.option("--target", "targets", required=True, multiple=True, metavar="IMAGE|DIR",
               help="A photo, or a folder of them; repeat for more. Each one's centre square is used.")
-@click.option("--steps", type=int, default=1000, show_default=True, help="Projection steps per photo.")
-@click.option("--space", type=click.Choice(SPACES), default="w", show_default=True,
-              help="w: one latent for every layer; w+: one per layer (closer to the photo).")
-@click.option("--seed", type=int, default=303, show_default=True, help="Seed of the projection's noise and jitter.")
-@click.option("--class", "class_idx", type=int, metavar="N", help="Class of a conditional network.")
-@click.option("--vgg", metavar="FILE", help="VGG16 weights: project with LPIPS, as `stylegan project --vgg`.")
+@projection_options
 @click.option("--blend-swap-res", type=int, metavar="R",
               help="Draw with a blend instead of B: layers below resolution R from A, the rest from B.")
 @click.option("--blend-swap-layer", metavar="NAME|INDEX", help="Draw with a blend: this layer and later ones from B.")

@@ -212,17 +212,10 @@ def blend_preview(G_a, G_blend, G_b, seeds: Sequence[int], class_idx: int | None
     return image_grid(np.concatenate(rows), cols=len(seeds), rows=3)
 
 
-def _load(network, device, flag: str) -> torch.nn.Module:
-    try:
-        return load_generator(network, device)
-    except StyleGANError as exc:                                      # name the flag that gave the network
-        raise StyleGANError(f"{flag}: {str(exc).removeprefix('--network: ')}") from None
-
-
 def load_pair(network_a, network_b, device) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Both generators of a blend or translation (--network-a, --network-b), checked to correspond."""
-    G_a = _load(network_a, device, "--network-a")
-    G_b = _load(network_b, device, "--network-b")
+    G_a = load_generator(network_a, device, flag="--network-a")
+    G_b = load_generator(network_b, device, flag="--network-b")
     check_blendable(G_a, G_b)
     return G_a, G_b
 

@@ -8,9 +8,9 @@ from stylegan.core.device import resolve_device
 from stylegan.core.errors import StyleGANError
 
 
-def load_generator(network, device: str | torch.device = "auto") -> torch.nn.Module:
-    """The generator (G_ema when the file has one) from a path, URL or an already built module, in eval mode, frozen,
-    on `device`."""
+def load_generator(network, device: str | torch.device = "auto", flag: str = "--network") -> torch.nn.Module:
+    """The generator (G_ema when the file has one) from a path, URL, bundled name or an already built module, in eval
+    mode, frozen, on `device`. flag: the option that named it, for error messages."""
     device = resolve_device(device)
     if isinstance(network, torch.nn.Module):
         G = network.to(device)
@@ -19,5 +19,5 @@ def load_generator(network, device: str | torch.device = "auto") -> torch.nn.Mod
         try:
             G = load_network(str(network), what="g_ema", device=device)
         except StyleGANError as exc:
-            raise StyleGANError(f"--network: {exc}") from None
+            raise StyleGANError(f"{flag}: {exc}") from None
     return G.eval().requires_grad_(False)
