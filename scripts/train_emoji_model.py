@@ -3,6 +3,7 @@
     python scripts/train_emoji_model.py --outdir ~/emoji-runs                 # train (days on 2 CPU cores; resumes)
     python scripts/train_emoji_model.py --outdir ~/emoji-runs --kimg 600      # stop at another length
     python scripts/train_emoji_model.py --outdir ~/emoji-runs --export        # newest snapshot -> the package
+    python scripts/train_emoji_model.py --outdir ~/emoji-runs --swd           # its SWD, an untrained one's, the floor
 
 What it does, so the shipped file can be checked:
   1. Converts the bundled Noto emoji ('demo') to 32x32 and leaves out the held-out images
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -45,8 +47,6 @@ def train_command(outdir: Path, kimg: float, device: str) -> list[str]:
 
 
 def export(outdir: Path) -> Path:
-    import json
-
     import stylegan
     from stylegan.generate.showcase import reference_images
     from stylegan.io.bundled import BUNDLED_NETWORKS, bundled_network_dir
@@ -66,15 +66,60 @@ def export(outdir: Path) -> Path:
     return dest
 
 
+def swd_report(outdir: Path) -> dict:
+    """SWD x 1e3 (stylegan.metrics.swd) of the shipped network, of an untrained network of the same config, and of
+    the real-vs-real floor: each set against a random half of the training images, with equal counts (the first
+    half of the reals, or as many generated images), since SWD's sampling bias depends on the counts."""
+    import numpy as np
+    import torch
+
+    import stylegan
+    from stylegan.data import ImageDataset
+    from stylegan.data.bundled import bundled_training_set
+    from stylegan.generate.render import render
+    from stylegan.metrics.swd import swd_between
+
+    data = ImageDataset(str(bundled_training_set("demo", outdir / f"emoji-{RESOLUTION}-train.zip", RESOLUTION)))
+    reals = np.stack([data[i][0] for i in range(len(data))])                   # uint8 [N, C, H, W]
+    reals = reals[np.random.default_rng(0).permutation(len(reals))]   # the set is sorted by code point: shuffle
+    half = len(reals) // 2
+    first, second = reals[:half], reals[half:2 * half]
+    G = stylegan.load_network("emoji")
+    torch.manual_seed(0)
+    untrained = stylegan.build_generator(G.config.cfg, G.img_resolution, **_architecture(G)).eval()
+
+    def fakes(net):
+        return render(net, seeds=range(half), batch=64).numpy().transpose(0, 3, 1, 2)   # uint8 [N, C, H, W]
+
+    report = {"images_per_set": half,
+              "real_vs_real": swd_between(first, second),
+              "shipped_vs_real": swd_between(fakes(G), second),
+              "untrained_vs_real": swd_between(fakes(untrained), second)}
+    print(json.dumps(report, indent=1))
+    return report
+
+
+def _architecture(G) -> dict:
+    from stylegan.training.demo import architecture_flags
+    flags = architecture_flags(G)
+    flags.pop("cfg")
+    return flags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--outdir", type=Path, required=True, help="where the training runs go")
     parser.add_argument("--kimg", type=float, default=5000, help="training length (the run can be stopped earlier)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
     parser.add_argument("--export", action="store_true", help="copy G_ema of the newest snapshot into the package")
+    parser.add_argument("--swd", action="store_true", help="SWD of the shipped network, an untrained one, and the "
+                        "real-vs-real floor (docs/pretrained.md)")
     args = parser.parse_args()
-    if args.export:
-        export(args.outdir)
+    if args.export or args.swd:
+        if args.export:
+            export(args.outdir)
+        if args.swd:
+            swd_report(args.outdir)
         return
     args.outdir.mkdir(parents=True, exist_ok=True)
     command = train_command(args.outdir, args.kimg, args.device)
