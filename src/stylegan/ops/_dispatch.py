@@ -67,10 +67,16 @@ def triton_unsupported(*tensors: torch.Tensor | None) -> str | None:
     return None
 
 
-def kernel_unsupported(module: str, tensors: tuple, *args) -> str | None:
+def kernel_unsupported(module: str, impl: str, tensors: tuple, *args) -> str | None:
     """Why the Triton kernel of stylegan.ops.<module> cannot take these inputs, or None when it can: first whether
-    Triton can run on `tensors` at all, then the module's own `unsupported(*args)`. The kernel module is imported
-    only when Triton can run, so its @triton.jit functions are never defined on a machine that cannot use them."""
+    `impl` could pick it at all on `tensors`' device, then whether Triton can run on them, then the module's own
+    `unsupported(*args)`. The kernel module is imported only when Triton can run, so its @triton.jit functions are
+    never defined on a machine that cannot use them; and never on the CPU under 'auto', where importing it (which
+    torch.compile cannot trace) would break the graph under TRITON_INTERPRET=1 for a path that is not taken."""
+    if impl == "auto":
+        impl = _auto
+    if impl in ("ref", "fast") or (impl == "auto" and tensors[0].device.type != "cuda"):
+        return f"impl {impl!r} on {tensors[0].device.type}"
     reason = triton_unsupported(*tensors)
     if reason is None:
         reason = importlib.import_module(f"stylegan.ops.{module}").unsupported(*args)

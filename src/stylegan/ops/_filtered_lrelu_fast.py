@@ -21,7 +21,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from stylegan.ops._upfirdn2d_fast import Geometry, Resampler, _UpFirDn2d, chunk_size, load_chunk, run_chunked
+from stylegan.ops._upfirdn2d_fast import (Geometry, Resampler, _UpFirDn2d, chunk_size, is_separable, load_chunk,
+                                          run_chunked)
 from stylegan.ops.upfirdn2d import filter_size, parse_padding
 
 _aten = torch.ops.aten
@@ -42,8 +43,9 @@ class _Plan:
         self.in_hw = (h, w)
         self.mid_hw = self.gu.out_size(h, w, fuw, fuh)
         self.out_hw = self.gd.out_size(*self.mid_hw, fdw, fdh)
-        self.up = Resampler(fu, self.gu, flip_filter, self.up_gain, dtype, device)
-        self.down = Resampler(fd, self.gd, flip_filter, 1.0, dtype, device)
+        self.separable_u, self.separable_d = is_separable(fu, dtype), is_separable(fd, dtype)
+        self.up = Resampler(fu, self.gu, flip_filter, self.up_gain, dtype, device, self.separable_u)
+        self.down = Resampler(fd, self.gd, flip_filter, 1.0, dtype, device, self.separable_d)
         work = max(self.up.work_size(h, w), self.mid_hw[0] * self.mid_hw[1])
         self.step = chunk_size(n * c, work, torch.finfo(dtype).bits // 8)
 
@@ -96,9 +98,9 @@ def _bias_per_channel(x: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor |
 def _fused_backward(plan: _Plan, x: torch.Tensor, b: torch.Tensor | None, dy: torch.Tensor) -> torch.Tensor:
     """dx = U^T(m * D^T dy), chunk by chunk, recomputing v = U(x + b) for each chunk."""
     down_t = Resampler(plan.fd, plan.gd.adjoint(*plan.mid_hw, *filter_size(plan.fd)), not plan.flip_filter, 1.0,
-                       dy.dtype, dy.device)
+                       dy.dtype, dy.device, plan.separable_d)
     up_t = Resampler(plan.fu, plan.gu.adjoint(*plan.in_hw, *filter_size(plan.fu)), not plan.flip_filter,
-                     plan.up_gain, dy.dtype, dy.device)
+                     plan.up_gain, dy.dtype, dy.device, plan.separable_u)
     xs = x.reshape(1, -1, *x.shape[2:])
     bias = _bias_per_channel(x, b)
 
@@ -116,9 +118,10 @@ def _differentiable_backward(plan: _Plan, x: torch.Tensor, b: torch.Tensor | Non
         xs = x.reshape(1, -1, *x.shape[2:])
         v = plan.up(load_chunk(xs, 0, xs.shape[1], _bias_per_channel(x, b)))
         m = plan.mask_grad_(torch.ones_like(v), v).reshape(x.shape[0], x.shape[1], *plan.mid_hw)
-    g = _UpFirDn2d.apply(dy, plan.fd, plan.gd.adjoint(*plan.mid_hw, *filter_size(plan.fd)), not plan.flip_filter, 1.0)
+    g = _UpFirDn2d.apply(dy, plan.fd, plan.gd.adjoint(*plan.mid_hw, *filter_size(plan.fd)), not plan.flip_filter, 1.0,
+                         plan.separable_d)
     return _UpFirDn2d.apply(g * m, plan.fu, plan.gu.adjoint(*plan.in_hw, *filter_size(plan.fu)),
-                            not plan.flip_filter, plan.up_gain)
+                            not plan.flip_filter, plan.up_gain, plan.separable_u)
 
 
 def supports(gain: float) -> bool:

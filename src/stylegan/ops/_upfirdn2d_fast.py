@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 from stylegan.ops.upfirdn2d import filter_size, output_size, parse_padding, parse_scaling
 
@@ -110,19 +111,44 @@ def _fir(x: torch.Tensor, taps: torch.Tensor, upx: int, upy: int, downx: int, do
     return y
 
 
-def separable_factors(f: torch.Tensor, rtol: float) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(column, row) with outer(column, row) equal to the 2-D filter f within rtol (of its largest tap), else None.
-
-    An outer product u v^T has row sums u*sum(v) and column sums v*sum(u), so those sums rebuild it."""
-    if f.ndim != 2:
-        return None
+def outer_factors(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(column, row) whose outer product rebuilds the 2-D filter f when f is an outer product u v^T: its row sums
+    are u*sum(v) and its column sums v*sum(u)."""
     total = f.sum()
-    if total.abs() < 1e-12:
+    return f.sum(1) / total, f.sum(0)
+
+
+def separable_factors(f: torch.Tensor, rtol: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(column, row) with outer(column, row) equal to the 2-D filter f within rtol (of its largest tap), else None."""
+    if f.ndim != 2 or f.sum().abs() < 1e-12:
         return None
-    col, row = f.sum(1) / total, f.sum(0)
+    col, row = outer_factors(f)
     if (torch.outer(col, row) - f).abs().max() > rtol * f.abs().max():
         return None
     return col, row
+
+
+_separable: WeakIdKeyDictionary = WeakIdKeyDictionary()     # filter -> ((version, x dtype), decision)
+
+
+@torch.compiler.assume_constant_result
+def is_separable(f: torch.Tensor | None, dtype: torch.dtype) -> bool:
+    """Whether `Resampler` runs filter f as two 1-D passes for x of `dtype`: always for None and 1-D filters; for a
+    2-D filter when it is an outer product exactly to dtype's precision (float32 filters are, for float32 x).
+
+    The answer depends on f's values, so it is decided once per filter tensor and version and kept: eager calls do
+    not wait on a comparison each time, and torch.compile does not break the graph on it (dynamo calls this on the
+    real filter while tracing and keeps the answer as a constant of the graph; a filter changed in place after
+    that keeps its old answer until torch._dynamo.reset(), which no network does: filters are fixed buffers)."""
+    if f is None or f.ndim != 2:
+        return True
+    key = (f._version, dtype)
+    known = _separable.get(f)
+    if known is None or known[0] != key:
+        f64 = f.detach().to(torch.float64)
+        known = (key, separable_factors(f64, rtol=4 * torch.finfo(dtype).eps) is not None)
+        _separable[f] = known
+    return known[1]
 
 
 class Resampler:
@@ -134,7 +160,8 @@ class Resampler:
     """
 
     def __init__(self, f: torch.Tensor | None, g: Geometry, flip_filter: bool, gain: float, dtype: torch.dtype,
-                 device: torch.device):
+                 device: torch.device, separable: bool):
+        """separable: `is_separable(f, dtype)`, decided by the caller once per filter (flipping f keeps it)."""
         if f is None:
             f = torch.ones([1, 1])
         f = f.to(device=device, dtype=torch.float64)
@@ -143,9 +170,7 @@ class Resampler:
         self.g = g
         self.fw, self.fh = filter_size(f)
         # Run an outer product separably when that is exact to x's precision (float32 filters are, for float32 x).
-        factors = separable_factors(f, rtol=4 * torch.finfo(dtype).eps)
-        if f.ndim == 1:
-            factors = (f, f)
+        factors = (f, f) if f.ndim == 1 else outer_factors(f) if separable else None
         if factors is None:
             self.taps2d = (f * gain).to(dtype)
             self.col = self.row = None
@@ -183,6 +208,8 @@ def load_chunk(xs: torch.Tensor, start: int, m: int, bias: torch.Tensor | None =
     chunk = torch.empty([1, m, *xs.shape[2:]], dtype=xs.dtype, device=xs.device, memory_format=CL)
     if bias is None:
         return chunk.copy_(xs[:, start:start + m])
+    if torch.compiler.is_compiling():       # dynamo breaks the graph on out= into a channels-last tensor
+        return chunk.copy_(xs[:, start:start + m] + bias[start:start + m].reshape(1, m, 1, 1))
     return torch.add(xs[:, start:start + m], bias[start:start + m].reshape(1, m, 1, 1), out=chunk)
 
 
@@ -206,12 +233,12 @@ def run_chunked(x: torch.Tensor, out_hw: tuple[int, int], step: int,
 
 class _UpFirDn2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, f, g: Geometry, flip_filter: bool, gain: float):
+    def forward(ctx, x, f, g: Geometry, flip_filter: bool, gain: float, separable: bool):
         _, _, h, w = x.shape
         fw, fh = filter_size(f)
         ctx.save_for_backward(f)
-        ctx.geometry, ctx.flip_filter, ctx.gain, ctx.in_hw = g, flip_filter, gain, (h, w)
-        r = Resampler(f, g, flip_filter, gain, x.dtype, x.device)
+        ctx.geometry, ctx.flip_filter, ctx.gain, ctx.in_hw, ctx.separable = g, flip_filter, gain, (h, w), separable
+        r = Resampler(f, g, flip_filter, gain, x.dtype, x.device, separable)
         if r.small or x.numel() <= SMALL_NUMEL:
             y = r.direct(x.reshape(1, -1, h, w))                             # all N*C channels as one image
             return y.reshape(x.shape[0], x.shape[1], *y.shape[2:])
@@ -223,8 +250,9 @@ class _UpFirDn2d(torch.autograd.Function):
         f, = ctx.saved_tensors
         fw, fh = filter_size(f)
         adj = ctx.geometry.adjoint(*ctx.in_hw, fw, fh)
-        dx = _UpFirDn2d.apply(dy, f, adj, not ctx.flip_filter, ctx.gain) if ctx.needs_input_grad[0] else None
-        return dx, None, None, None, None
+        dx = (_UpFirDn2d.apply(dy, f, adj, not ctx.flip_filter, ctx.gain, ctx.separable)
+              if ctx.needs_input_grad[0] else None)
+        return dx, None, None, None, None, None
 
 
 def upfirdn2d_fast(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] = 1,
@@ -235,4 +263,4 @@ def upfirdn2d_fast(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[i
     check_args(x, f, g)
     if f is not None and f.requires_grad:
         raise ValueError("upfirdn2d does not differentiate with respect to the filter; pass f.detach()")
-    return _UpFirDn2d.apply(x, f, g, bool(flip_filter), float(gain))
+    return _UpFirDn2d.apply(x, f, g, bool(flip_filter), float(gain), is_separable(f, x.dtype))

@@ -79,7 +79,7 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
     Arguments as in `bias_act_ref`. impl: 'auto' (the Triton kernel on CUDA, else the reference), 'ref',
     'triton' (`_bias_act_triton`, one fused pass each way; gradients of any order), or 'fast' (there is no
     pure-torch fast path: the reference runs)."""
-    triton = kernel_unsupported("_bias_act_triton", (x, b), x, b)
+    triton = kernel_unsupported("_bias_act_triton", impl, (x, b), x, b)
     if pick("bias_act", impl, x.device, fast=False, triton=triton) == "triton":
         from stylegan.ops._bias_act_triton import bias_act_triton
         return bias_act_triton(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)

@@ -75,8 +75,8 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
     if unsupported is None and not _upfirdn2d_fast.supports(x):
         unsupported = f"dtype {x.dtype} on {x.device.type}"
     triton = shared
-    if triton is None and impl != "ref" and impl != "fast":
-        triton = kernel_unsupported("_filtered_lrelu_triton", (x, b), x, fu, fd, up, down, padding)
+    if triton is None:
+        triton = kernel_unsupported("_filtered_lrelu_triton", impl, (x, b), x, fu, fd, up, down, padding)
     path = pick("filtered_lrelu", impl, x.device, fast=unsupported, triton=triton)
     args = dict(fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp,
                 flip_filter=flip_filter)

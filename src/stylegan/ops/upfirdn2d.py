@@ -147,7 +147,8 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] =
         unsupported = f"dtype {x.dtype} on {x.device.type}"
     elif f is not None and f.requires_grad:
         unsupported = "the filter requires grad"
-    triton = kernel_unsupported("_upfirdn2d_triton", (x,), x, f)      # f may live anywhere: it is copied to x's device
+    # f may live anywhere: the kernel copies it to x's device.
+    triton = kernel_unsupported("_upfirdn2d_triton", impl, (x,), x, f)
     path = pick("upfirdn2d", impl, x.device, fast=unsupported, triton=triton)
     kwargs = dict(up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     if path == "triton":
