@@ -10,6 +10,8 @@ Block, layer and parameter names equal NVIDIA's, so Freeze-D by name prefix (b<r
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -86,9 +88,9 @@ class DiscriminatorBlock(torch.nn.Module):
             img = downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
 
         if self.architecture == "resnet":
-            y = self.skip(x, gain=np.sqrt(0.5))
+            y = self.skip(x, gain=math.sqrt(0.5))      # a Python float: a numpy one breaks torch.compile's graph
             x = self.conv0(x)
-            x = self.conv1(x, gain=np.sqrt(0.5))
+            x = self.conv1(x, gain=math.sqrt(0.5))
             x = y + x                                      # out of place, as op outputs may be views
         else:
             x = self.conv0(x)

@@ -11,6 +11,8 @@ Parameter and buffer names equal NVIDIA's (synthesis.b<res>.conv0.weight, mappin
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -191,9 +193,9 @@ class SynthesisBlock(torch.nn.Module):
             x = x.to(dtype=dtype, memory_format=memory_format)
             if self.architecture == "resnet":
                 # Residual block with both branches scaled by sqrt(1/2) to keep the variance (Sec. 4.1).
-                y = self.skip(x, gain=np.sqrt(0.5))
+                y = self.skip(x, gain=math.sqrt(0.5))      # a Python float: a numpy one breaks torch.compile's graph
                 x = self.conv0(x, next(w_iter), **kw)
-                x = self.conv1(x, next(w_iter), gain=np.sqrt(0.5), **kw)
+                x = self.conv1(x, next(w_iter), gain=math.sqrt(0.5), **kw)
                 x = y + x                                  # out of place, as op outputs may be views
             else:
                 x = self.conv0(x, next(w_iter), **kw)

@@ -15,6 +15,7 @@ non-critically-sampled layers. Layers are named L<i>_<size>_<channels>, as in NV
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +80,7 @@ class SynthesisInput(torch.nn.Module):
         self.w_dim = w_dim
         self.channels = channels
         self.size = np.broadcast_to(np.asarray(size), [2])                 # [width, height]
+        self.hw = (int(self.size[1]), int(self.size[0]))                   # Python ints: constants to torch.compile
         self.sampling_rate = sampling_rate
         self.bandwidth = bandwidth
 
@@ -121,9 +123,9 @@ class SynthesisInput(torch.nn.Module):
 
         # Sample positions: pixel centres of a size x size grid at the given sampling rate, centred on 0.
         theta = torch.eye(2, 3, device=w.device)
-        theta[0, 0] = 0.5 * self.size[0] / self.sampling_rate
-        theta[1, 1] = 0.5 * self.size[1] / self.sampling_rate
-        grids = torch.nn.functional.affine_grid(theta.unsqueeze(0), [1, 1, int(self.size[1]), int(self.size[0])],
+        theta[0, 0] = 0.5 * self.hw[1] / self.sampling_rate
+        theta[1, 1] = 0.5 * self.hw[0] / self.sampling_rate
+        grids = torch.nn.functional.affine_grid(theta.unsqueeze(0), [1, 1, *self.hw],
                                                 align_corners=False)                                      # [1, H, W, 2]
 
         x = (grids.unsqueeze(3) @ freqs.permute(0, 2, 1).unsqueeze(1).unsqueeze(2)).squeeze(3)           # [N, H, W, C]
@@ -132,7 +134,7 @@ class SynthesisInput(torch.nn.Module):
         x = x * amplitudes.unsqueeze(1).unsqueeze(2)
         x = x @ (self.weight / np.sqrt(self.channels)).t()                                               # [N, H, W, C]
         x = x.permute(0, 3, 1, 2)                                                                        # [N, C, H, W]
-        assert_shape(x, [n, self.channels, int(self.size[1]), int(self.size[0])])
+        assert_shape(x, [n, self.channels, *self.hw])
         return x
 
     def extra_repr(self) -> str:
@@ -175,6 +177,8 @@ class SynthesisLayer(torch.nn.Module):
         self.out_channels = out_channels
         self.in_size = np.broadcast_to(np.asarray(in_size), [2])
         self.out_size = np.broadcast_to(np.asarray(out_size), [2])
+        self.in_hw = (int(self.in_size[1]), int(self.in_size[0]))          # Python ints: constants to torch.compile
+        self.out_hw = (int(self.out_size[1]), int(self.out_size[0]))
         self.in_sampling_rate = in_sampling_rate
         self.out_sampling_rate = out_sampling_rate
         self.tmp_sampling_rate = max(in_sampling_rate, out_sampling_rate) * (1 if is_torgb else lrelu_upsampling)
@@ -217,7 +221,7 @@ class SynthesisLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, update_emas: bool = False,
                 force_fp32: bool = False) -> torch.Tensor:
-        assert_shape(x, [None, self.in_channels, int(self.in_size[1]), int(self.in_size[0])])
+        assert_shape(x, [None, self.in_channels, *self.in_hw])
         assert_shape(w, [x.shape[0], self.w_dim])
 
         if update_emas:
@@ -233,11 +237,11 @@ class SynthesisLayer(torch.nn.Module):
         dtype = torch.float16 if fp16 else torch.float32
         x = modulated_conv2d_sg3(x.to(dtype), self.weight, styles, padding=self.conv_kernel - 1,
                                  demodulate=not self.is_torgb, input_gain=input_gain)
-        gain = 1 if self.is_torgb else np.sqrt(2)
+        gain = 1 if self.is_torgb else math.sqrt(2)       # a Python float: numpy's would break torch.compile's graph
         slope = 1 if self.is_torgb else 0.2
         x = filtered_lrelu(x, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(x.dtype), up=self.up_factor,
                            down=self.down_factor, padding=self.padding, gain=gain, slope=slope, clamp=self.conv_clamp)
-        assert_shape(x, [None, self.out_channels, int(self.out_size[1]), int(self.out_size[0])])
+        assert_shape(x, [None, self.out_channels, *self.out_hw])
         return x
 
     def extra_repr(self) -> str:
