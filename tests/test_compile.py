@@ -158,6 +158,21 @@ def test_a_compiled_training_step_matches_eager_and_saves_the_same_names(tmp_pat
         assert fast_stats[key] == pytest.approx(eager_stats[key], abs=1e-5), key
 
 
+@pytest.mark.parametrize("cfg", ["stylegan2", "stylegan3-t"])
+def test_generator_and_discriminator_trace_as_one_graph_each(cfg):
+    # A graph break splits a network into graphs that inductor cannot fuse across, and each break runs Python
+    # between them: the ops decide per filter, outside the graph, and take gains and clamps as Python floats.
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    size = dict(cbase=256, cmax=8, map_depth=2)
+    G = stylegan.build_generator(cfg, 16, z_dim=8, w_dim=8, **size).eval()
+    D = build_discriminator(cfg, 16, cbase=256, cmax=8, mbstd_group=2).eval()
+    ws = G.mapping(torch.randn(2, 8), torch.zeros(2, 0))
+    for fn, args in [(G.synthesis, (ws,)), (D, (torch.randn(2, 3, 16, 16), torch.zeros(2, 0)))]:
+        explained = torch._dynamo.explain(fn)(*args)            # dynamo only: nothing is compiled
+        assert explained.graph_count == 1, [str(b.reason).splitlines()[0] for b in explained.break_reasons]
+
+
 # --- the commands --------------------------------------------------------------------------------------------------
 
 def _run(args: list, capsys) -> tuple[int, str]:
