@@ -100,8 +100,8 @@ def swd_report(outdir: Path) -> dict:
 
 
 def _architecture(G) -> dict:
-    from stylegan.training.demo import architecture_flags
-    flags = architecture_flags(G)
+    from stylegan.training.transfer import architecture_flags
+    flags = architecture_flags(G.config)
     flags.pop("cfg")
     return flags
 

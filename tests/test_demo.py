@@ -9,7 +9,8 @@ import PIL.Image
 import pytest
 
 import stylegan
-from stylegan.training.demo import DemoOptions, architecture_flags, run_demo, stylegan_command
+from stylegan.training.demo import DemoOptions, run_demo, stylegan_command
+from stylegan.training.transfer import architecture_flags
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def tiny_network(tmp_path_factory):
 def test_architecture_flags_rebuild_the_network():
     for cfg in ("stylegan2", "stylegan3-r"):
         G = stylegan.build_generator(cfg, resolution=16, cbase=256, cmax=8, map_depth=1)
-        flags = architecture_flags(G)
+        flags = architecture_flags(G.config)
         again = stylegan.build_generator(flags.pop("cfg"), resolution=16, **flags)
         assert again.config.to_dict() == G.config.to_dict()
 

@@ -106,3 +106,26 @@ def test_training_from_a_snapshot_carries_its_weights_p_and_kimg(tmp_path, snaps
     for name, ref in refs["G_ema"].state_dict().items():
         if ref.is_floating_point() and not name.endswith(("w_avg", "noise_const")):
             torch.testing.assert_close(end[f"G_ema.{name}"], ref, atol=0.05, rtol=0, msg=name)
+
+
+def test_architecture_flags_come_from_our_network_file(tmp_path, capsys):
+    # Fine-tuning one of our files needs only --data, --batch and --gamma: --cfg, --cbase, --cmax and --map-depth
+    # are read from it. Flags that are given win, and must still fit the file.
+    import stylegan
+    G = stylegan.build_generator("stylegan2", 16, cbase=512, cmax=16, map_depth=1)
+    path = stylegan.save_network(G, tmp_path / "g.safetensors")
+    data = write_dataset(tmp_path / "d.zip", count=8)
+    c = prepare_config(dict(outdir=str(tmp_path / "runs"), data=str(data), batch=4, gamma=1, resume=str(path),
+                            device="cpu", metrics="none"))
+    assert (c.network.cfg, c.network.cbase, c.network.cmax, c.network.map_depth) == ("stylegan2", 512, 16, 1)
+    assert "--cfg stylegan2 --cbase 512 --cmax 16 --map-depth 1 taken from the file" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="channel_max 16 in the file vs 32"):
+        prepare_config(dict(outdir=str(tmp_path / "runs"), data=str(data), batch=4, gamma=1, resume=str(path),
+                            device="cpu", metrics="none", cmax=32))
+
+
+def test_the_shipped_network_is_resumed_by_name(tmp_path):
+    data = write_dataset(tmp_path / "d32.zip", count=8, resolution=32)
+    c = prepare_config(dict(outdir=str(tmp_path / "runs"), data=str(data), batch=4, gamma=1, resume="emoji",
+                            device="cpu", metrics="none"), quiet=True)
+    assert c.run.resume.endswith("emoji-stylegan2-32.safetensors") and c.network.cmax == 64

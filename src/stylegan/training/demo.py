@@ -42,7 +42,7 @@ DEMO_RESOLUTION = 32
 DEMO_FLAGS = dict(cfg="stylegan3-t", batch=16, gamma=0.05, cbase=4096, cmax=32, kimg=4, tick=0.5, snap=2,
                   mirror=True, aug="noaug", workers=0, seed=0, metrics="none")
 # Fine-tuning the shipped network: its own training flags (scripts/train_emoji_model.py), with the first D block
-# frozen (Freeze-D, Mo et al. 2020) and a short length.
+# frozen (Freeze-D, Mo et al. 2020) and a short length. --cfg, --cbase, --cmax and --map-depth come from the file.
 FINETUNE_FLAGS = dict(batch=32, gamma=0.05, freezed=1, mirror=True, aug="ada", tick=1, snap=1000, workers=0, seed=0,
                       metrics="none")
 
@@ -72,16 +72,6 @@ def stylegan_command() -> str:
         return str(script.relative_to(Path.cwd()))
     except ValueError:
         return str(script)
-
-
-def architecture_flags(G) -> dict:
-    """The `stylegan train` flags that rebuild G's architecture (--cfg, --cbase, --cmax, --map-depth), for
-    fine-tuning it with --resume."""
-    from stylegan.networks.presets import PRESETS
-    c = G.config
-    mult = PRESETS[c.cfg].g_channel_mult                    # stylegan3-r doubles --cbase and --cmax in G
-    return dict(cfg=c.cfg, cbase=c.synthesis.channel_base // mult, cmax=c.synthesis.channel_max // mult,
-                map_depth=c.mapping.num_layers)
 
 
 def _step(number: int, text: str, start: float) -> None:
@@ -119,7 +109,7 @@ def run_demo(outdir: str | os.PathLike = "demo-runs", device: str = "cpu", optio
              f"(`stylegan train --resume {o.network} --freezed 1`)", start)
     data = (bundled_training_set(o.finetune_data, Path(outdir) / f"{o.finetune_data}-{res}-train.zip", res)
             if is_bundled_dataset(o.finetune_data) else o.finetune_data)
-    flags = dict(FINETUNE_FLAGS, **architecture_flags(G), outdir=str(demo_dir / "finetune"), data=str(data),
+    flags = dict(FINETUNE_FLAGS, outdir=str(demo_dir / "finetune"), data=str(data),
                  resume=str(resolve_source(o.network)), kimg=o.finetune_kimg, device=device)
     run_dir = train(prepare_config(flags))
     G_ft = load_generator(sorted(Path(run_dir).glob("network-snapshot-*.safetensors"))[-1], device)
@@ -165,7 +155,8 @@ Done in {time.time() - start:.0f} s. Everything is in {demo_dir}:
 Go further (these commands run as printed):
   Fine-tune longer:      {cmd} train --outdir {finetune_outdir} --resume latest --kimg 40
   Your own images:       {cmd} dataset --source ~/my-images --dest mine.zip --resolution {res}x{res}
-                         {cmd} train --outdir runs --data mine.zip --resume {o.network} --freezed 1 --kimg 20
+                         {cmd} train --outdir runs --data mine.zip --resume {o.network} --batch 32 --gamma 0.05 \\
+                             --freezed 1 --mirror --kimg 20 --metrics none
   More emoji:            {cmd} generate --network {o.network} --seeds 0-63 --grid 8x8 --outdir out
   Translate your image:  {cmd} translate --network-a {o.network} --network-b {shlex.quote(str(_newest(run_dir)))} \\
                              --target my-emoji.png --outdir out/translate

@@ -18,6 +18,7 @@ from stylegan.core import dist
 from stylegan.core.device import resolve_device
 from stylegan.core.errors import StyleGANError, UsageError
 from stylegan.data import ImageDataset
+from stylegan.io.bundled import bundled_network_path
 from stylegan.io.sources import is_url, resolve_source
 from stylegan.networks import generator_config
 from stylegan.training import rundir
@@ -53,7 +54,8 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
             say(f"--resume latest: no training state in {outdir} yet; starting a new run")
             flags["resume"] = None
     elif resume is not None:
-        if is_url(resume):      # NVIDIA's docs fine-tune from a URL: downloaded once into the cache, then a file
+        if is_url(resume) or (bundled_network_path(resume) is not None and not Path(resume).exists()):
+            # NVIDIA's docs fine-tune from a URL: downloaded once into the cache, then a file; 'emoji' is shipped.
             try:
                 resume = str(dist.local_leader_first(lambda: resolve_source(resume)))   # one download per machine
             except StyleGANError as exc:
@@ -72,6 +74,8 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
         config.run.resume = str(state_path)
         config.run.run_dir = str(Path(state_path).parent)
     else:
+        if flags.get("resume"):
+            flags = _architecture_from_file(flags, Path(flags["resume"]), say)
         config = new_run_config(flags)
     rundir.check_outdir_writable(config.run.outdir)
     device = resolve_device(config.run.device)
@@ -89,6 +93,27 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
         adopt_file_settings(config, config.run.resume, augment_p, p_given=flags.get("p") is not None,
                             kimg_given=flags.get("resume_kimg") is not None, say=say)
     return config
+
+
+def _architecture_from_file(flags: dict[str, Any], path: Path, say) -> dict[str, Any]:
+    """Fine-tuning one of our network files: --cfg, --cbase, --cmax and --map-depth that are not given are read from
+    the file's generator config (given ones are checked against it later, by the transfer fit check)."""
+    from stylegan.io.safetensors_format import is_safetensors_file, read_network_file
+    from stylegan.training.transfer import architecture_flags
+    if not is_safetensors_file(path):
+        return flags                    # NVIDIA's pickles: the flags are given, as with NVIDIA's train.py
+    try:
+        configs, _ = read_network_file(path)
+    except StyleGANError:
+        return flags                    # a damaged file: the transfer check says what is wrong with it
+    G = configs.get("G_ema") or configs.get("G")
+    if G is None or getattr(G, "cfg", None) is None:
+        return flags
+    taken = {k: v for k, v in architecture_flags(G).items() if flags.get(k) is None}
+    if taken:
+        say(f"--resume {path.name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items()) +
+            " taken from the file")
+    return {**flags, **taken}
 
 
 def _is_state_file(path: Path) -> bool:

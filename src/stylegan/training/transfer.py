@@ -30,6 +30,14 @@ _D_FIELDS = {
 }
 
 
+def architecture_flags(config) -> dict[str, Any]:
+    """The `stylegan train` flags that rebuild a generator config's architecture: cfg, cbase, cmax, map_depth."""
+    from stylegan.networks.presets import PRESETS
+    mult = PRESETS[config.cfg].g_channel_mult                # stylegan3-r doubles --cbase and --cmax in G
+    return dict(cfg=config.cfg, cbase=config.synthesis.channel_base // mult,
+                cmax=config.synthesis.channel_max // mult, map_depth=config.mapping.num_layers)
+
+
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in d.items():
