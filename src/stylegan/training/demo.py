@@ -41,9 +41,9 @@ DEMO_RESOLUTION = 32
 # The from-scratch demo: sized so that 2 CPU cores finish in about 10 minutes (docs/benchmarks.md, "Training").
 DEMO_FLAGS = dict(cfg="stylegan3-t", batch=16, gamma=0.05, cbase=4096, cmax=32, kimg=4, tick=0.5, snap=2,
                   mirror=True, aug="noaug", workers=0, seed=0, metrics="none")
-# Fine-tuning the shipped network: its own training flags (scripts/train_emoji_model.py), with the first D block
-# frozen (Freeze-D, Mo et al. 2020) and a short length. --cfg, --cbase, --cmax and --map-depth come from the file.
-FINETUNE_FLAGS = dict(batch=32, gamma=0.05, freezed=1, mirror=True, aug="ada", tick=1, snap=1000, workers=0, seed=0,
+# Fine-tuning the shipped network: its own training flags (scripts/train_emoji_model.py), with D's first block
+# (fromrgb, conv0, conv1, skip at 32 px) frozen (Freeze-D, Mo et al. 2020) and a short length. --cfg, --cbase, --cmax and --map-depth come from the file.
+FINETUNE_FLAGS = dict(batch=32, gamma=0.05, freezed=4, mirror=True, aug="ada", tick=1, snap=1000, workers=0, seed=0,
                       metrics="none")
 
 
@@ -106,7 +106,7 @@ def run_demo(outdir: str | os.PathLike = "demo-runs", device: str = "cpu", optio
     dist.print0(f"  {o.grid_seeds} images: {grid_path}")
 
     _step(2, f"Fine-tuning it on '{o.finetune_data}' for {o.finetune_kimg:g} kimg with Freeze-D "
-             f"(`stylegan train --resume {o.network} --freezed 1`)", start)
+             f"(`stylegan train --resume {o.network} --freezed 4`)", start)
     data = (bundled_training_set(o.finetune_data, Path(outdir) / f"{o.finetune_data}-{res}-train.zip", res)
             if is_bundled_dataset(o.finetune_data) else o.finetune_data)
     flags = dict(FINETUNE_FLAGS, outdir=str(demo_dir / "finetune"), data=str(data),
@@ -156,7 +156,7 @@ Go further (these commands run as printed):
   Fine-tune longer:      {cmd} train --outdir {finetune_outdir} --resume latest --kimg 40
   Your own images:       {cmd} dataset --source ~/my-images --dest mine.zip --resolution {res}x{res}
                          {cmd} train --outdir runs --data mine.zip --resume {o.network} --batch 32 --gamma 0.05 \\
-                             --freezed 1 --mirror --kimg 20 --metrics none
+                             --freezed 4 --mirror --kimg 20 --metrics none
   More emoji:            {cmd} generate --network {o.network} --seeds 0-63 --grid 8x8 --outdir out
   Translate your image:  {cmd} translate --network-a {o.network} --network-b {shlex.quote(str(_newest(run_dir)))} \\
                              --target my-emoji.png --outdir out/translate
