@@ -69,6 +69,16 @@ def check_args(x: torch.Tensor, f: torch.Tensor | None, g: Geometry) -> None:
         raise ValueError("the padded, upsampled image is smaller than the filter")
 
 
+def parse_call(x: torch.Tensor, f: torch.Tensor | None, up, down, padding) -> Geometry:
+    """The geometry of a fast-path or Triton upfirdn2d call, after the reference's checks; neither path gives the
+    filter a gradient, so a filter that requires one is refused here (dispatch sends it to the reference)."""
+    g = Geometry.parse(up, down, padding)
+    check_args(x, f, g)
+    if f is not None and f.requires_grad:
+        raise ValueError("upfirdn2d does not differentiate with respect to the filter; pass f.detach()")
+    return g
+
+
 def supports(x: torch.Tensor) -> bool:
     """Whether the fast path can run on x: floating point, and on CPU a dtype its convolutions implement."""
     if not x.is_floating_point():
@@ -259,8 +269,5 @@ def upfirdn2d_fast(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[i
                    down: int | Sequence[int] = 1, padding=0, flip_filter: bool = False,
                    gain: float = 1) -> torch.Tensor:
     """Polyphase upfirdn2d; same arguments and result as `upfirdn2d_ref` (the filter gets no gradient)."""
-    g = Geometry.parse(up, down, padding)
-    check_args(x, f, g)
-    if f is not None and f.requires_grad:
-        raise ValueError("upfirdn2d does not differentiate with respect to the filter; pass f.detach()")
+    g = parse_call(x, f, up, down, padding)
     return _UpFirDn2d.apply(x, f, g, bool(flip_filter), float(gain), is_separable(f, x.dtype))

@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from stylegan.ops._upfirdn2d_fast import Geometry, check_args
+from stylegan.ops._upfirdn2d_fast import Geometry, parse_call
 from stylegan.ops.upfirdn2d import filter_size
 
 TILE = 1024             # output pixels per program: 8 per thread with 4 warps
@@ -158,8 +158,5 @@ def upfirdn2d_triton(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence
                      down: int | Sequence[int] = 1, padding=0, flip_filter: bool = False,
                      gain: float = 1) -> torch.Tensor:
     """upfirdn2d as a Triton kernel; same arguments and result as `upfirdn2d_ref` (the filter gets no gradient)."""
-    g = Geometry.parse(up, down, padding)
-    check_args(x, f, g)
-    if f is not None and f.requires_grad:
-        raise ValueError("upfirdn2d does not differentiate with respect to the filter; pass f.detach()")
+    g = parse_call(x, f, up, down, padding)
     return _UpFirDn2dTriton.apply(x, f, g, bool(flip_filter), float(gain))
