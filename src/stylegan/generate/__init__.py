@@ -17,12 +17,16 @@ Pure rendering (tensors in, tensors out; what the visualizer calls):
     project(G, target_uint8_hwc, ProjectOptions(...), loss=None) -> ProjectionResult
     video_frames(G, seeds, VideoOptions(...)) -> (num_frames, iterator of uint8 frames)
     generate_command(network, seeds, options, outdir, grid) -> the equivalent `stylegan generate` line
+    blend_networks(G_a, G_b, BlendOptions(swap_res=16, ...)) -> G       layer swapping (Pinkney & Adler 2020)
+    translate_images(G_a, G_b, targets, outdir, ProjectOptions(...), blend=None) -> [(ProjectionResult, paths)]
 
 What the CLI commands call (they also write files):
     load_generator(network, device)      every --network goes through stylegan.io.load_network
-    generate_images, write_mix, make_video, run_projection, save_directions, write_edits
+    generate_images, write_mix, make_video, run_projection, save_directions, write_edits, write_blend,
+    run_translation
 See docs/generate.md.
 """
+from stylegan.generate.blend import BlendOptions, blend_networks, write_blend
 from stylegan.generate.directions import (
     Directions, apply_direction, compute_directions, edit_strips, load_directions, parse_direction, parse_strengths,
     save_directions, write_edits)
@@ -36,11 +40,13 @@ from stylegan.generate.render import (
     NOISE_MODES, RenderOptions, class_labels, image_grid, input_transform, is_stylegan3, make_transform, parse_grid,
     parse_vec2, render, require_one_source, seeds_to_ws, seeds_to_z, style_mix, synthesize, to_uint8, transformed,
     truncate)
+from stylegan.generate.translate import run_translation, translate_images
 from stylegan.generate.video import (
     VideoOptions, interpolate, make_video, mp4_writer, parse_rotate_path, parse_translate_path, video_frames,
     write_video)
 
 __all__ = [
+    "BlendOptions", "blend_networks", "write_blend", "run_translation", "translate_images",
     "Directions", "apply_direction", "compute_directions", "edit_strips", "load_directions", "parse_direction",
     "parse_strengths", "save_directions", "write_edits",
     "load_target", "load_ws", "png_bytes", "save_png", "save_ws",
