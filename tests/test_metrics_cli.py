@@ -96,3 +96,14 @@ def test_export_features_converts_what_it_finds(tmp_path, capsys):
     captured = capsys.readouterr()
     assert (tmp_path / "ours" / "inception-2015-12-05.safetensors").is_file()
     assert "skipped VGG16" in captured.err
+
+
+def test_the_shipped_network_is_measured_by_name(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    images = np.random.default_rng(0).integers(0, 256, [16, 3, 32, 32], dtype=np.uint8)
+    data = _folder(tmp_path / "reals", images)
+    monkeypatch.chdir(tmp_path)
+    main(["metrics", "--network", "emoji", "--data", str(data), "--metrics", "swd16k", "--num-gen", "16",
+          "--device", "cpu"])
+    entry = json.loads((tmp_path / "metric-swd16k.jsonl").read_text().splitlines()[-1])
+    assert entry["results"]["swd16k"] > 0
