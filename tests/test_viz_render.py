@@ -191,3 +191,9 @@ def test_worker_close_cancels_waiting_jobs():
     assert waiting.cancelled() and blocker.result(timeout=10) is True
     with pytest.raises(RuntimeError):
         w.submit(lambda: 2)
+
+
+def test_the_shipped_network_is_offered_by_name():
+    from stylegan.io.bundled import bundled_network_path
+    files = AllowedFiles(networks=["emoji"])
+    assert files.network("emoji").location == str(bundled_network_path("emoji").resolve())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from stylegan.core.errors import UsageError
+from stylegan.io.bundled import bundled_network_path
 from stylegan.training.state import is_training_state
 from stylegan.viz.params import ParamError
 
@@ -57,6 +58,9 @@ class AllowedFiles:
         if is_url(name):
             return Source(name, name, "command line")
         path = Path(name).expanduser()
+        bundled = bundled_network_path(name) if suffixes == NETWORK_SUFFIXES else None
+        if bundled is not None and not path.exists():
+            path = bundled                      # the shipped network, by name (`--network emoji`)
         if not path.is_file():
             raise UsageError(f"{flag} {name}: no such file")
         return Source(name, str(path.resolve()), "command line")
