@@ -10,8 +10,8 @@ What it does, so the shipped file can be checked:
      (stylegan.data.bundled.HELD_OUT), which the demo translates as unseen inputs.
   2. Runs `stylegan train` exactly as a user would (the command is printed), with the flags below. A run that was
      stopped goes on from its newest training state (`--resume latest`), bit for bit.
-  3. --export takes G_ema of the newest snapshot, writes it to src/stylegan/io/assets/emoji-stylegan2-32.safetensors
-     (G_ema only, float32), and prints its SHA-256 and size; tests/test_pretrained.py holds the file to that hash
+  3. --export takes G_ema and D of the newest snapshot (and ADA's p), writes them to
+     src/stylegan/io/assets/emoji-stylegan2-32.safetensors (float32), and prints its SHA-256 and size; tests/test_pretrained.py holds the file to that hash
      and to reference pixels that it stores beside it (regenerate them with --export).
 
 docs/pretrained.md records the command, kimg, hardware, wall time, curves and grid of the shipped network.
@@ -46,16 +46,21 @@ def train_command(outdir: Path, kimg: float, device: str) -> list[str]:
     return [str(stylegan), "train"] + [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()]
 
 
-def export(outdir: Path) -> Path:
+def export(outdir: Path, snapshot: Path | None = None) -> Path:
+    """G_ema and D of the newest snapshot (or `snapshot`) into the package: G_ema to draw with, D so that
+    fine-tuning (`--resume emoji --freezed N`) starts from a trained discriminator, as transfer learning needs,
+    and ADA's p. G itself is left out to stay under 8 MB (G_ema serves as both when fine-tuning)."""
     import stylegan
     from stylegan.generate.showcase import reference_images
+    from stylegan.io import read_network_file, save_networks
     from stylegan.io.bundled import BUNDLED_NETWORKS, bundled_network_dir
-    snapshots = sorted(outdir.glob("0*/network-snapshot-*.safetensors"))
+    snapshots = [snapshot] if snapshot else sorted(outdir.glob("0*/network-snapshot-*.safetensors"))
     if not snapshots:
         sys.exit(f"no network-snapshot-*.safetensors under {outdir}; train first")
-    G = stylegan.load_network(str(snapshots[-1]), what="g_ema")
+    nets = {key: stylegan.load_network(str(snapshots[-1]), what=key.lower()) for key in ("G_ema", "D")}
+    augment_p = read_network_file(snapshots[-1])[1]["extra"].get("augment_p")
     dest = bundled_network_dir() / BUNDLED_NETWORKS["emoji"]
-    stylegan.save_network(G, dest)
+    save_networks(nets, dest, extra_metadata=None if augment_p is None else {"augment_p": augment_p})
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     kimg = int(snapshots[-1].stem.rsplit("-", 1)[1])
     seeds, pooled = reference_images(stylegan.load_network(str(dest)))
@@ -111,13 +116,14 @@ def main() -> None:
     parser.add_argument("--outdir", type=Path, required=True, help="where the training runs go")
     parser.add_argument("--kimg", type=float, default=5000, help="training length (the run can be stopped earlier)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
-    parser.add_argument("--export", action="store_true", help="copy G_ema of the newest snapshot into the package")
+    parser.add_argument("--export", action="store_true", help="copy G_ema and D of the newest snapshot into the package")
+    parser.add_argument("--snapshot", type=Path, help="with --export: this network-snapshot-*.safetensors instead")
     parser.add_argument("--swd", action="store_true", help="SWD of the shipped network, an untrained one, and the "
                         "real-vs-real floor (docs/pretrained.md)")
     args = parser.parse_args()
     if args.export or args.swd:
         if args.export:
-            export(args.outdir)
+            export(args.outdir, args.snapshot)
         if args.swd:
             swd_report(args.outdir)
         return

@@ -23,6 +23,15 @@ def test_file_is_the_recorded_one_and_small():
     assert PATH.stat().st_size <= 8 * 2 ** 20
 
 
+def test_carries_a_trained_discriminator_and_adas_p_for_fine_tuning():
+    # Freeze-D freezes D's first layers: that needs D's trained weights, not a fresh D.
+    from stylegan.io import read_network_file
+    configs, meta = read_network_file(PATH)
+    assert sorted(configs) == ["D", "G_ema"] and meta["extra"]["augment_p"] >= 0
+    D = stylegan.load_network("emoji", what="d")
+    assert D.img_resolution == 32
+
+
 def test_loads_by_name_as_a_32px_stylegan2():
     G = stylegan.load_network("emoji")
     assert (G.config.cfg, G.img_resolution, G.img_channels, G.c_dim) == ("stylegan2", 32, 3, 0)
