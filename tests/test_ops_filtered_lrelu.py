@@ -181,18 +181,22 @@ def test_fast_matches_ref_on_random_cases(dtype):
             raise AssertionError(f"seed {seed}, {kw}: {e}") from None
 
 
+def second_order(op, x, b, kw):
+    """(dx, d(dx . v)/dy) of a filtered_lrelu implementation: its gradient with create_graph, differentiated again
+    with respect to the incoming gradient (R1-style), on fixed random y- and x-sized weights."""
+    xi = x.clone().requires_grad_(True)
+    y = op(xi, b=b, **kw)
+    w = _rand(*y.shape, seed=7).requires_grad_(True)
+    (gx,) = torch.autograd.grad(y, xi, w, create_graph=True)
+    (gw,) = torch.autograd.grad((gx * _rand(*gx.shape, seed=8)).sum(), w)
+    return gx.detach(), gw
+
+
 def test_fast_second_order_gradients_match_ref():
     # d/d(dy) of dx: the backward is linear in dy, its mask constant. R1-style use: a gradient is differentiated.
     for name in ["T-L4", "R-L0", "T-L14"]:
         x, b, kw = _layer_case(SG3_LAYERS[name], channels=1, batch=1)
-        out = []
-        for op in (filtered_lrelu_ref, filtered_lrelu_fast):
-            xi = x.clone().requires_grad_(True)
-            y = op(xi, b=b, **kw)
-            w = _rand(*y.shape, seed=7).requires_grad_(True)
-            (gx,) = torch.autograd.grad(y, xi, w, create_graph=True)
-            (gw,) = torch.autograd.grad((gx * _rand(*gx.shape, seed=8)).sum(), w)
-            out.append((gx.detach(), gw))
+        out = [second_order(op, x, b, kw) for op in (filtered_lrelu_ref, filtered_lrelu_fast)]
         torch.testing.assert_close(out[1], out[0], rtol=1e-9, atol=1e-9)
 
 

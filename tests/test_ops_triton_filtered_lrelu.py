@@ -12,7 +12,8 @@ pytest.importorskip("triton", reason="the Triton kernels need the triton package
 
 from stylegan.ops import _dispatch, _filtered_lrelu_triton as tri  # noqa: E402
 from stylegan.ops.filtered_lrelu import filtered_lrelu, filtered_lrelu_ref, output_shape  # noqa: E402
-from test_ops_filtered_lrelu import SG3_DISTINCT, SG3_LAYERS, _layer_case, _rand, _valid_cases  # noqa: E402
+from test_ops_filtered_lrelu import (  # noqa: E402
+    SG3_DISTINCT, SG3_LAYERS, _layer_case, _rand, _valid_cases, second_order)
 
 F64 = torch.float64
 # Against the reference on the same inputs, relative to max(1, |y|max) (float16/bfloat16: HALF_TOLERANCES).
@@ -168,14 +169,7 @@ def test_second_order_gradients_match_ref():
     # differentiable form when a graph is requested.
     for name in ["T-L4", "R-L0"]:
         x, b, kw = _small_layer_case(name, F64, out_size=6, channels=1)
-        out = []
-        for op in (filtered_lrelu_ref, tri.filtered_lrelu_triton):
-            xi = x.clone().requires_grad_(True)
-            y = op(xi, b=b, **kw)
-            w = _rand(*y.shape, seed=7).requires_grad_(True)
-            (gx,) = torch.autograd.grad(y, xi, w, create_graph=True)
-            (gw,) = torch.autograd.grad((gx * _rand(*gx.shape, seed=8)).sum(), w)
-            out.append((gx.detach(), gw))
+        out = [second_order(op, x, b, kw) for op in (filtered_lrelu_ref, tri.filtered_lrelu_triton)]
         torch.testing.assert_close(out[1], out[0], rtol=1e-10, atol=1e-10)
 
 
