@@ -87,9 +87,8 @@ def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache
     missing = [n for n in names if METRICS[n].needs_data and not data]
     if missing:
         raise UsageError(f"--data: {', '.join(missing)} compare with real images; pass --data DATASET (zip or folder)")
-    from stylegan.io.bundled import bundled_network_path
-    from stylegan.io.sources import is_url
-    if not is_url(network) and not os.path.isfile(network) and bundled_network_path(network) is None:
+    from stylegan.io.sources import is_url, local_source
+    if not is_url(network) and not local_source(network).is_file():
         raise UsageError(f"--network: no such file {network}")
     if gpus and gpus > 1 and not dist.launched_by_torchrun():
         _relaunch_with_torchrun(gpus)

@@ -41,16 +41,21 @@ def is_url(source: str | os.PathLike) -> bool:
     return isinstance(source, str) and urllib.parse.urlsplit(source).scheme in URL_SCHEMES and "://" in source
 
 
-def resolve_source(source: str | os.PathLike, *, progress: bool = True) -> Path:
-    """A local path for `source`: the file itself, or the cached download of a URL."""
-    if is_url(source):
-        return download(str(source), progress=progress)
+def local_source(source: str | os.PathLike) -> Path:
+    """Where `source` is on this machine without downloading anything: the path itself, or the shipped network when
+    `source` is a bundled name and no such file exists (`emoji`; `./emoji` is always a file). May not exist."""
     path = Path(source).expanduser()
     bundled = bundled_network_path(source)
-    if bundled is not None and not path.exists():
-        if not bundled.is_file():
-            raise StyleGANError(f"the bundled network '{source}' is missing ({bundled}); reinstall stylegan")
-        return bundled
+    return bundled if bundled is not None and not path.exists() else path
+
+
+def resolve_source(source: str | os.PathLike, *, progress: bool = True) -> Path:
+    """A local path for `source`: the file itself, a bundled network, or the cached download of a URL."""
+    if is_url(source):
+        return download(str(source), progress=progress)
+    path = local_source(source)
+    if bundled_network_path(source) == path and not path.is_file():
+        raise StyleGANError(f"the bundled network '{source}' is missing ({path}); reinstall stylegan")
     if not path.exists():
         names = ", ".join(BUNDLED_NETWORKS)
         raise StyleGANError(f"{source}: no such file (pass a .pkl or .safetensors file, an http(s):// URL, or a "

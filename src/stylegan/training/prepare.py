@@ -18,8 +18,7 @@ from stylegan.core import dist
 from stylegan.core.device import resolve_device
 from stylegan.core.errors import StyleGANError, UsageError
 from stylegan.data import ImageDataset
-from stylegan.io.bundled import bundled_network_path
-from stylegan.io.sources import is_url, resolve_source
+from stylegan.io.sources import is_url, local_source, resolve_source
 from stylegan.networks import generator_config
 from stylegan.training import rundir
 from stylegan.training.config import (
@@ -54,13 +53,12 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
             say(f"--resume latest: no training state in {outdir} yet; starting a new run")
             flags["resume"] = None
     elif resume is not None:
-        if is_url(resume) or (bundled_network_path(resume) is not None and not Path(resume).exists()):
-            # NVIDIA's docs fine-tune from a URL: downloaded once into the cache, then a file; 'emoji' is shipped.
+        if is_url(resume):      # NVIDIA's docs fine-tune from a URL: downloaded once into the cache, then a file
             try:
                 resume = str(dist.local_leader_first(lambda: resolve_source(resume)))   # one download per machine
             except StyleGANError as exc:
                 raise UsageError(f"--resume: {exc}") from None
-        path = Path(resume).expanduser()
+        path = local_source(resume)     # the file, or the shipped network by name (`--resume emoji`)
         if not path.is_file():
             raise UsageError(f"--resume {resume}: no such file; give a training-state-*.safetensors, a network "
                              "file, or 'latest'")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from stylegan.core.errors import UsageError
-from stylegan.io.bundled import bundled_network_path
+from stylegan.io.sources import local_source
 from stylegan.training.state import is_training_state
 from stylegan.viz.params import ParamError
 
@@ -57,10 +57,8 @@ class AllowedFiles:
     def _given(name: str, flag: str, suffixes: tuple[str, ...]) -> Source:
         if is_url(name):
             return Source(name, name, "command line")
-        path = Path(name).expanduser()
-        bundled = bundled_network_path(name) if suffixes == NETWORK_SUFFIXES else None
-        if bundled is not None and not path.exists():
-            path = bundled                      # the shipped network, by name (`--network emoji`)
+        # A network may be the shipped one, by name (`--network emoji`).
+        path = local_source(name) if suffixes == NETWORK_SUFFIXES else Path(name).expanduser()
         if not path.is_file():
             raise UsageError(f"{flag} {name}: no such file")
         return Source(name, str(path.resolve()), "command line")
