@@ -156,6 +156,22 @@ def test_ws_file_renders_like_the_seeds_it_came_from(nets, tmp_path, capsys):
     assert code == 2 and "[1, 3, 64] do not fit this network, which takes [N, 6, 64]" in err
 
 
+def test_ws_with_trunc_truncates_like_seeds_with_trunc(nets, tmp_path, capsys):
+    # --trunc on untruncated latents from a file applies the mapping network's own rule, cutoff included.
+    G = stylegan.load_network(nets["sg2"])
+    save_ws(tmp_path / "w.npz", seeds_to_ws(G, [3, 4]))
+    for extra in ([], ["--trunc-cutoff", "2"]):
+        seeds, files = tmp_path / f"s{len(extra)}", tmp_path / f"w{len(extra)}"
+        run_cli(["generate", "--network", nets["sg2"], "--seeds", "3,4", "--trunc", "0.3", *extra,
+                 "--outdir", seeds], capsys)
+        code, _, _ = run_cli(["generate", "--network", nets["sg2"], "--ws", tmp_path / "w.npz", "--trunc", "0.3",
+                              *extra, "--outdir", files], capsys)
+        assert code == 0
+        assert (files / "w0000.png").read_bytes() == (seeds / "seed0003.png").read_bytes()
+        assert (files / "w0001.png").read_bytes() == (seeds / "seed0004.png").read_bytes()
+    assert (tmp_path / "s0" / "seed0003.png").read_bytes() != (tmp_path / "s2" / "seed0003.png").read_bytes()
+
+
 def test_conditional_network_needs_a_valid_class(nets, tmp_path, capsys):
     base = ["generate", "--network", nets["cond"], "--seeds", "1", "--outdir"]
     code, _, err = run_cli(base + [tmp_path / "none"], capsys)

@@ -131,15 +131,9 @@ def seeds_to_ws(G, seeds: Sequence[int], psi: float = 1.0, cutoff: int | None = 
 
 
 def truncate(G, ws: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
-    """Move ws [N, num_ws, w_dim] towards the network's average w: w_avg + psi * (w - w_avg)
-    (the truncation trick in W, StyleGAN appendix B).
-
-    The same rule the mapping network applies to seeds, for latents that did not come from seeds (--ws)."""
-    if psi == 1:
-        return ws
-    w_avg = G.mapping.w_avg.to(ws.device, ws.dtype)
-    head = w_avg.lerp(ws[:, :cutoff], psi)
-    return torch.cat([head, ws[:, head.shape[1]:]], dim=1)
+    """Move ws [N, num_ws, w_dim] towards the network's average w by `psi`: the mapping network's own rule,
+    for latents that did not come from seeds (--ws)."""
+    return G.mapping.truncate(ws, psi, cutoff)
 
 
 def style_mix(ws: torch.Tensor, other: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:

@@ -173,15 +173,22 @@ class MappingNetwork(torch.nn.Module):
         if self.num_ws is not None:
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])                # [N, num_ws, w_dim]
 
-        if truncation_psi != 1:
-            if self.w_avg_beta is None:
-                raise ValueError("truncation needs w_avg, which this mapping network does not track")
-            if self.num_ws is None or truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
-            else:
-                head = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-                x = torch.cat([head, x[:, truncation_cutoff:]], dim=1)
-        return x
+        return self.truncate(x, truncation_psi, truncation_cutoff)
+
+    def truncate(self, ws: torch.Tensor, psi: float = 1, cutoff: int | None = None) -> torch.Tensor:
+        """The truncation trick in W (StyleGAN, appendix B): w' = w_avg + psi * (w - w_avg).
+
+        ws is [N, num_ws, w_dim] (or [N, w_dim]); only its first `cutoff` layers move when cutoff is given.
+        The one rule for latents from seeds and for latents from files (--ws)."""
+        if psi == 1:
+            return ws
+        if self.w_avg_beta is None:
+            raise ValueError("truncation needs w_avg, which this mapping network does not track")
+        w_avg = self.w_avg.to(ws.device, ws.dtype)
+        if ws.ndim == 2 or cutoff is None:
+            return w_avg.lerp(ws, psi)
+        head = w_avg.lerp(ws[:, :cutoff], psi)                           # [N, cutoff, w_dim]
+        return torch.cat([head, ws[:, head.shape[1]:]], dim=1)
 
     def extra_repr(self) -> str:
         return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}"
