@@ -9,6 +9,7 @@ import torch
 
 from stylegan.core.files import atomic_path
 from stylegan.core.misc import derive_seed
+from stylegan.generate.render import image_grid
 
 
 def grid_shape(resolution: int) -> tuple[int, int]:
@@ -47,8 +48,8 @@ def save_image_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike, 
     lo, hi = drange
     img = np.rint(np.nan_to_num((img - lo) * (255 / (hi - lo)))).clip(0, 255).astype(np.uint8)
     gw, gh = grid
-    _, c, h, w = img.shape
-    img = img.reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
+    c = img.shape[1]
+    img = image_grid(img.transpose(0, 2, 3, 1), gw, gh)                  # [gh*H, gw*W, C]
     if c in (1, 2):                                             # grey (with alpha): show the grey channel
         picture = PIL.Image.fromarray(img[:, :, 0], "L")
     else:
