@@ -45,10 +45,23 @@ def test_p_rises_when_rt_is_above_target_and_falls_when_below():
     assert ada.rt == pytest.approx(0.6) and ada.p == pytest.approx(0.5)
 
 
-def test_p_is_clamped_to_unit_interval():
+def test_p_stops_at_zero_but_not_at_one():
+    # As in NVIDIA's loop: p is clamped below at 0 only, so an overfitting D keeps pushing it past 1.
     gen = torch.Generator().manual_seed(1)
-    ada = AdaController(batch_size=1000, interval=1, speed_kimg=1, p=0.0)      # one step = the whole range
-    assert _run(ada, [-1.0, 1.0, 1.0, 1.0, -1.0, -1.0], 16, gen) == [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    pipe = AugmentPipe(xflip=1, p=0.0)
+    ada = AdaController(pipe, batch_size=500, interval=1, speed_kimg=1, p=0.0)   # one step = 0.5
+    ps = _run(ada, [-1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0], 16, gen)
+    assert ps == [0.0, 0.5, 1.0, 1.5, 2.0, 1.5, 1.0, 0.5, 0.0, 0.0]
+    ada.accumulate(torch.ones([16, 1]))
+    ada.step()
+    assert float(pipe.p) == ada.p == 0.5
+    # p > 1 survives the state round trip (a resumed run continues from it).
+    for _ in range(3):
+        ada.accumulate(torch.ones([16, 1]))
+        ada.step()
+    clone = AdaController(AugmentPipe(xflip=1, p=0.0), batch_size=500, interval=1, speed_kimg=1)
+    clone.load_state_dict(ada.state_dict())
+    assert clone.p == 2.0 and float(clone.pipe.p) == 2.0
 
 
 def test_p_settles_where_rt_meets_the_target():
@@ -166,6 +179,16 @@ def test_config_defaults_are_ada_bgc_target_06():
 def test_config_errors_name_the_flag_and_the_allowed_values(flags, message):
     with pytest.raises(UsageError, match=message):
         AugmentConfig.from_flags(**flags)
+
+
+def test_a_config_may_start_past_one_but_the_flag_may_not():
+    # A run fine-tuned from a snapshot starts at that snapshot's p, which ADA may have carried past 1.
+    pipe, ada = build_augment(AugmentConfig(p=1.25), batch_size=32)
+    assert float(pipe.p) == ada.p == 1.25
+    with pytest.raises(UsageError, match="--p must be a number >= 0"):
+        AugmentConfig(p=-0.1).validate()
+    with pytest.raises(ValueError, match="p must be a finite number >= 0"):
+        AugmentPipe(xflip=1, p=float("inf"))
 
 
 def test_build_augment_per_mode():

@@ -55,6 +55,25 @@ def test_same_seed_same_augmentation():
     assert torch.equal(a, b) and not torch.equal(b, c)
 
 
+def test_p_past_one_is_always_for_unit_multipliers():
+    # ADA's p is not capped at 1: with every multiplier 1, any p >= 1 fires every transform, the same draws
+    # giving the same images. A multiplier below 1 still feels p beyond 1.
+    x = _images(n=8)
+    out = []
+    for p in (1.0, 1.6, 7.0):
+        torch.manual_seed(5)
+        out.append(augment_pipe_from_preset("bgcfnc", p=p)(x))
+    assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[2])
+    n = 4096
+    rates = []
+    for p in (1.0, 1.6):
+        torch.manual_seed(6)
+        y = _images(n=n, h=8, w=8, seed=2)
+        rates.append(((AugmentPipe(p=p, brightness=0.5)(y) - y).abs().flatten(1).amax(dim=1) > 1e-4).float().mean())
+    tol = 5 * math.sqrt(0.25 / n)
+    assert rates[0].item() == pytest.approx(0.5, abs=tol) and rates[1].item() == pytest.approx(0.8, abs=tol)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Pixel blitting moves pixels exactly.
 

@@ -4,10 +4,13 @@ Karras et al. 2020, Sec. 3: the overfitting heuristic r_t = E[sign(D(x_real))] i
 cannot tell training images from generated ones and approaches 1 as it memorises the training set. Every
 `interval` minibatches, r_t is measured over those minibatches and p moves one step toward the target:
 
-    p <- clamp(p + sign(r_t - target) * batch_size * interval / (speed_kimg * 1000), 0, 1)
+    p <- max(p + sign(r_t - target) * batch_size * interval / (speed_kimg * 1000), 0)
 
 so p can travel from 0 to 1 in `speed_kimg` thousand images (500 in the paper; NVIDIA uses 100 when
-fine-tuning a pretrained network).
+fine-tuning a pretrained network). As in NVIDIA's loop, p stops at 0 but not at 1: a discriminator that still
+overfits with every augmentation always on keeps pushing p up. The pipeline treats p >= 1 as "always" for the
+transforms whose multiplier is 1; p beyond 1 still raises the rate of those with a smaller multiplier, and once
+r_t falls p has to come back down through the excess before the augmentations thin out.
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ class AdaController:
         return self.batch_size * self.interval / (self.speed_kimg * 1000)
 
     def _set_p(self, p: float) -> None:
-        self.p = min(max(float(p), 0.0), 1.0)
+        self.p = max(float(p), 0.0)          # no upper bound, as NVIDIA's (see the module docstring)
         if self.pipe is not None:
             self.pipe.p.fill_(self.p)
 

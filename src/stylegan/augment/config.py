@@ -39,6 +39,8 @@ class AugmentConfig:
                 raise UsageError(f"{', '.join(given)} cannot be used with --aug noaug; use --aug ada or --aug fixed")
         if mode != "ada" and target is not None:
             raise UsageError(f"--target only applies to --aug ada, not --aug {mode}")
+        if p is not None and not (isinstance(p, (int, float)) and 0 <= p <= 1):
+            raise UsageError(f"--p must be a number in [0, 1], got {p!r}")
         cfg = cls(mode=mode, **fields)
         if p is not None:
             cfg.p = p
@@ -53,9 +55,12 @@ class AugmentConfig:
         if self.mode not in AUG_MODES:
             raise UsageError(f"--aug: unknown mode {self.mode!r}; choose one of {', '.join(AUG_MODES)}")
         check_augpipe(self.augpipe)
-        for flag, value in (("--p", self.p), ("--target", self.target)):
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise UsageError(f"{flag} must be a number in [0, 1], got {value!r}")
+        # --p itself is a probability (from_flags checks it), but a run may start from a snapshot's p, which ADA
+        # can have carried past 1 (see ada.py).
+        if not isinstance(self.p, (int, float)) or not (self.p >= 0 and math.isfinite(self.p)):
+            raise UsageError(f"--p must be a number >= 0, got {self.p!r}")
+        if not isinstance(self.target, (int, float)) or not 0 <= self.target <= 1:
+            raise UsageError(f"--target must be a number in [0, 1], got {self.target!r}")
         if not isinstance(self.interval, int) or self.interval < 1:
             raise UsageError(f"augment interval must be a whole number of minibatches >= 1, got {self.interval!r}")
         if not isinstance(self.speed_kimg, (int, float)) or not (self.speed_kimg > 0 and math.isfinite(self.speed_kimg)):

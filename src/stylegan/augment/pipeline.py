@@ -162,8 +162,9 @@ class AugmentPipe(torch.nn.Module):
             if not (float(value) >= 0 and math.isfinite(float(value))):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
             kwargs[name] = float(value)
-        if not 0 <= float(p) <= 1:
-            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        # ADA may carry p past 1 (it stops only at 0, as NVIDIA's); a probability p * multiplier >= 1 fires always.
+        if not (float(p) >= 0 and math.isfinite(float(p))):
+            raise ValueError(f"p must be a finite number >= 0, got {p!r}")
         self.init_kwargs = kwargs        # AugmentPipe(**pipe.init_kwargs) rebuilds the same pipeline (p aside)
         for name, value in kwargs.items():
             setattr(self, name, value)
