@@ -7,8 +7,7 @@ Augmentation runs on every image D sees, reals and fakes, so its cost is best re
 pass on the same batch ("ratio_to_D"). Measured: the default 'bgc' pipeline and the full 'bgcfnc', at a
 typical ADA p (0.2) and at p = 1 (every transform fires as often as it can), forward and forward + backward
 (training backpropagates through the pipeline to G, and through it twice for R1). D is the 'stylegan2'
-preset in float32; if the networks are not available, a plain convolutional stand-in of similar cost is timed
-and the output says so. The timings of one configuration are interleaved with the others' and the median is
+preset in float32. The timings of one configuration are interleaved with the others' and the median is
 kept, because shared machines are noisy; compare ratios within one run.
 """
 from __future__ import annotations
@@ -21,42 +20,13 @@ import time
 
 import torch
 
+from stylegan import build_discriminator
 from stylegan.augment import augment_pipe_from_preset
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-class _StandInD(torch.nn.Module):
-    """Convolutions with StyleGAN2's D channel counts (min(cbase / res, cmax)): two 3x3 convs per resolution,
-    halving down to 4x4, then a linear layer; used only when stylegan.build_discriminator is missing."""
-
-    def __init__(self, resolution: int, cbase: int, cmax: int):
-        super().__init__()
-        ch = lambda res: min(cbase // res, cmax)                   # noqa: E731
-        layers = [torch.nn.Conv2d(3, ch(resolution), 1)]
-        res = resolution
-        while res > 4:
-            layers += [torch.nn.Conv2d(ch(res), ch(res), 3, padding=1), torch.nn.LeakyReLU(0.2),
-                       torch.nn.Conv2d(ch(res), ch(res // 2), 3, padding=1), torch.nn.LeakyReLU(0.2),
-                       torch.nn.AvgPool2d(2)]
-            res //= 2
-        self.body = torch.nn.Sequential(*layers)
-        self.head = torch.nn.Linear(ch(4) * 16, 1)
-
-    def forward(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(img).flatten(1))
-
-
-def make_discriminator(resolution: int, cbase: int, cmax: int) -> tuple[torch.nn.Module, str]:
-    try:
-        from stylegan import build_discriminator
-        return build_discriminator("stylegan2", resolution=resolution, c_dim=0, cbase=cbase, cmax=cmax, fp16=False), \
-            "stylegan2"
-    except (ImportError, AttributeError, TypeError) as err:
-        return _StandInD(resolution, cbase, cmax), f"stand-in convnet (stylegan.build_discriminator unavailable: {err})"
 
 
 def timed(fn, device: torch.device) -> float:
@@ -71,7 +41,7 @@ def bench(resolution: int, batch: int, repeats: int, cbase: int, cmax: int, devi
     gen = torch.Generator().manual_seed(0)
     images = (torch.rand([batch, 3, resolution, resolution], generator=gen) * 2 - 1).to(device)
     labels = torch.zeros([batch, 0], device=device)
-    disc, d_kind = make_discriminator(resolution, cbase, cmax)
+    disc = build_discriminator("stylegan2", resolution=resolution, c_dim=0, cbase=cbase, cmax=cmax, fp16=False)
     disc = disc.to(device).requires_grad_(False)
 
     cases = {"D_forward": lambda: disc(images, labels)}
@@ -101,7 +71,7 @@ def bench(resolution: int, batch: int, repeats: int, cbase: int, cmax: int, devi
                 times[name].append(timed(fn, device))
 
     d_s = statistics.median(times["D_forward"]) / batch
-    result = {"resolution": resolution, "batch": batch, "device": str(device), "discriminator": d_kind,
+    result = {"resolution": resolution, "batch": batch, "device": str(device), "discriminator": "stylegan2",
               "cbase": cbase, "cmax": cmax, "D_forward_ms_per_image": round(d_s * 1e3, 3), "augment": []}
     for name, ts in times.items():
         if name == "D_forward":

@@ -1,6 +1,6 @@
 """Whole networks on CPU, ours against NVIDIA's code side by side: inference speed, training-step speed, peak memory.
 
-    python benchmarks/networks.py                                  # issue 2's matrix; prints JSON (takes hours)
+    python benchmarks/networks.py                                  # the full matrix; prints JSON (takes hours)
     python benchmarks/networks.py --presets stylegan3-t --sizes 64 --repeats 2 --out /tmp/networks.json
     python benchmarks/networks.py --impls ours                     # without NVIDIA's code
     python benchmarks/networks.py --reference /path/to/stylegan3   # NVIDIA's checkout (default: see --help)

@@ -10,7 +10,7 @@
     .venv/bin/python benchmarks/train.py --threads 1  torch CPU threads (default: torch's choice, the core count)
     .venv/bin/python benchmarks/train.py --impls ours --resolutions 32,64 --nvidia-resolutions 32
     .venv/bin/python benchmarks/train.py --impls ours,ours-compile,nvidia --resolutions 32 --cfgs stylegan3-t
-                                                      the issue's comparison: ours with --compile, ours eager
+                                                      the comparison with NVIDIA: ours with --compile, ours eager
                                                       and NVIDIA's, at the demo's size (32 px)
 
 'ours-compile' is our Trainer with `--compile` (stylegan.core.compile: G and D through torch.compile in the

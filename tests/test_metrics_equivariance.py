@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from stylegan.core.errors import StyleGANError
+from stylegan import build_generator
 from stylegan.metrics import calc_metric
 from stylegan.metrics import equivariance as eq
 
@@ -151,11 +152,7 @@ def test_fourier_shift_of_a_band_limited_signal():
 
 
 def _real_generator(cfg):
-    try:
-        from stylegan import build_generator
-        return build_generator(cfg, 16, cbase=1024, cmax=32)
-    except (ImportError, AttributeError) as exc:  # the networks are another issue's work
-        pytest.skip(f"stylegan.build_generator is not available yet ({exc})")
+    return build_generator(cfg, 16, cbase=1024, cmax=32)
 
 
 @pytest.mark.slow

@@ -8,11 +8,9 @@ import warnings
 import pytest
 import torch
 
-pytest.importorskip("triton", reason="the Triton kernels need the triton package")
-
-from stylegan.ops import _dispatch, _filtered_lrelu_triton as tri  # noqa: E402
-from stylegan.ops.filtered_lrelu import filtered_lrelu, filtered_lrelu_ref, output_shape  # noqa: E402
-from test_ops_filtered_lrelu import (  # noqa: E402
+from stylegan.ops import _dispatch, _filtered_lrelu_triton as tri
+from stylegan.ops.filtered_lrelu import filtered_lrelu, filtered_lrelu_ref, output_shape
+from test_ops_filtered_lrelu import (
     SG3_DISTINCT, SG3_LAYERS, _layer_case, _rand, _valid_cases, second_order)
 
 F64 = torch.float64

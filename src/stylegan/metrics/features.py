@@ -19,6 +19,7 @@ from stylegan.core import dist
 from stylegan.core.compile import compiled
 from stylegan.core.errors import StyleGANError
 from stylegan.core.misc import derive_seed
+from stylegan.data import ImageDataset
 from stylegan.metrics import stats as stats_mod
 from stylegan.metrics.weights import cache_root
 
@@ -70,11 +71,6 @@ def open_dataset(opts: MetricOptions, xflip: bool):
     if opts.G is not None:
         kwargs.update(resolution=opts.G.img_resolution, use_labels=opts.G.c_dim > 0)
     kwargs.update(xflip=xflip)
-    try:
-        from stylegan.data import ImageDataset
-    except ImportError:
-        raise StyleGANError("reading datasets needs stylegan.data.ImageDataset, which this install lacks; "
-                            "pass a dataset object instead") from None
     return ImageDataset(**kwargs)
 
 
