@@ -168,6 +168,7 @@ class StyleGANLoss:
             real_img_tmp = real_img.detach().requires_grad_(True)
             # Eager even with --compile: R1's gradient goes through d D(x) / d x (double backward).
             real_logits = self.run_D(real_img_tmp, real_c, blur_sigma=blur_sigma)
+            stats.add("scores/real", real_logits)            # NVIDIA reports the Dreg reals' scores as Dmain's
             stats.add("signs/real", real_logits.sign())
             if self.ada is not None:
                 self.ada.accumulate(real_logits)        # NVIDIA's ADA statistic counts the Dreg reals too
