@@ -8,6 +8,9 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import stylegan  # noqa: E402
+from test_generate_support import SPECS, tiny_generator  # noqa: E402
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
@@ -15,3 +18,21 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # Nothing a test does may touch the user's cache or reach the network through it.
     monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path_factory.mktemp("stylegan-cache")))
+
+
+@pytest.fixture(scope="session")
+def nets(tmp_path_factory):
+    """Paths of the saved tiny networks by name (see SPECS)."""
+    folder = tmp_path_factory.mktemp("generate-nets")
+    return {name: stylegan.save_network(tiny_generator(cfg, res, c_dim), folder / f"{name}.safetensors")
+            for name, (cfg, res, c_dim) in SPECS.items()}
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread. The tiny networks' ops are too small to split across threads, and on a
+    busy 2-core machine the second thread mostly waits for a core: projections ran 10x slower with two here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,7 +14,7 @@ from stylegan.core.errors import UsageError
 from stylegan.generate import (
     RenderOptions, generate_command, image_grid, make_transform, mix_figure, render, save_ws, seeds_to_ws, seeds_to_z,
     style_mix, synthesize)
-from test_generate_support import nets, run_cli, tiny_generator, one_thread  # noqa: F401  (fixtures)
+from test_generate_support import run_cli, tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,7 +13,7 @@ import stylegan
 from stylegan.generate.blend import (
     BlendOptions, blend_networks, blend_weights, check_blendable, config_difference, synthesis_layers)
 from stylegan.io import read_network_file
-from test_generate_support import nets, run_cli, tiny_generator, one_thread  # noqa: F401  (fixtures)
+from test_generate_support import run_cli, tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

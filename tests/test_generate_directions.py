@@ -11,7 +11,7 @@ from stylegan.core.errors import UsageError
 from stylegan.generate import (
     RenderOptions, apply_direction, compute_directions, edit_strips, load_directions, parse_direction,
     parse_strengths, render, save_ws, seeds_to_ws)
-from test_generate_support import nets, run_cli, tiny_generator, one_thread  # noqa: F401  (fixtures)
+from test_generate_support import run_cli, tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

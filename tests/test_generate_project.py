@@ -12,7 +12,7 @@ from stylegan.generate import (
     LaplacianPyramidL1, ProjectOptions, load_ws, project, psnr, render, run_projection, synthesize)
 from stylegan.generate.project import laplacian_pyramid, noise_regularization
 from stylegan.generate.render import noise_buffers
-from test_generate_support import nets, run_cli, tiny_generator, one_thread  # noqa: F401  (fixtures)
+from test_generate_support import run_cli, tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,5 +1,6 @@
 """Shared by the test_generate* modules: tiny networks, saved once per session, and an in-process CLI runner.
-(No tests here; the name only keeps the file with the generation tests.)"""
+(No tests here; the name only keeps the file with the generation tests. The fixtures `nets` and `one_thread`
+built from it live in conftest.py, so every test module gets them without importing them.)"""
 from __future__ import annotations
 
 import pytest
@@ -16,7 +17,6 @@ SPECS = {                                           # name: (cfg, resolution, c_
     "sg3": ("stylegan3-t", 16, 0),
     "cond": ("stylegan2", 16, 4),
 }
-_saved: dict[str, object] = {}
 
 
 def tiny_generator(cfg: str = "stylegan2", resolution: int = 16, c_dim: int = 0, seed: int = 0) -> torch.nn.Module:
@@ -34,26 +34,6 @@ def tiny_generator(cfg: str = "stylegan2", resolution: int = 16, c_dim: int = 0,
             if name.endswith("noise_strength"):
                 p.fill_(0.1)
     return G.eval().requires_grad_(False)
-
-
-@pytest.fixture(scope="session")
-def nets(tmp_path_factory):
-    """Paths of the saved tiny networks by name (see SPECS)."""
-    if not _saved:
-        folder = tmp_path_factory.mktemp("generate-nets")
-        for name, (cfg, res, c_dim) in SPECS.items():
-            _saved[name] = stylegan.save_network(tiny_generator(cfg, res, c_dim), folder / f"{name}.safetensors")
-    return dict(_saved)
-
-
-@pytest.fixture
-def one_thread():
-    """Run a test on one torch thread. The tiny networks' ops are too small to split across threads, and on a
-    busy 2-core machine the second thread mostly waits for a core: projections ran 10x slower with two here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run_cli(args: list, capsys) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ import stylegan
 from stylegan.generate import ProjectOptions, load_ws, render, synthesize
 from stylegan.generate.blend import BlendOptions, blend_networks
 from stylegan.generate.translate import translate_images
-from test_generate_support import nets, run_cli, tiny_generator, one_thread  # noqa: F401  (fixtures)
+from test_generate_support import run_cli, tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ import pytest
 import stylegan
 from stylegan.core.errors import UsageError
 from stylegan.generate import RenderOptions, VideoOptions, interpolate, parse_translate_path, render, video_frames
-from test_generate_support import nets, run_cli, one_thread  # noqa: F401  (fixtures)
+from test_generate_support import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
