@@ -40,7 +40,8 @@ def measure(path: Path, workers: int, batch: int, seconds: float) -> dict:
         images, _ = next(batches)
         count += images.shape[0]
     elapsed = time.perf_counter() - t0
-    return {"resolution": dataset.resolution, "workers": workers, "batch": batch, "images_per_s": round(count / elapsed, 1),
+    return {"resolution": dataset.resolution, "workers": workers, "batch": batch,
+            "images_per_s": round(count / elapsed, 1),
             "images": count, "open_s_per_1k_images": round(open_s / len(dataset) * 2000, 3)}
 
 
@@ -70,7 +71,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for res in args.resolutions:
             path = Path(tmp) / f"demo{res}.zip"
-            convert_dataset("demo", path, ConvertOptions(resolution=(res, res), allow_upscale=True, max_images=args.images))
+            options = ConvertOptions(resolution=(res, res), allow_upscale=True, max_images=args.images)
+            convert_dataset("demo", path, options)
             for workers in args.workers:
                 results.append({**measure(path, workers, args.batch, args.seconds), "png": "unfiltered",
                                 "zip_mb": round(path.stat().st_size / 1e6, 1)})

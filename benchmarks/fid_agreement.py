@@ -46,7 +46,8 @@ def make_folder(path: Path, n: int, seed: int, roughness: float) -> Path:
         img = np.zeros((299, 299, 3))
         for _ in range(4):
             fx, fy = rng.uniform(0.5, 4, size=2)
-            img += np.sin(2 * np.pi * (fx * xx + fy * yy) + rng.uniform(0, 6.3))[..., None] * rng.uniform(20, 60, size=3)
+            wave = np.sin(2 * np.pi * (fx * xx + fy * yy) + rng.uniform(0, 6.3))[..., None]
+            img += wave * rng.uniform(20, 60, size=3)
         img += 128 + rng.normal(0, roughness, size=img.shape)
         PIL.Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path / f"{i:05d}.png")
     return path
@@ -70,7 +71,8 @@ class Folder:
 def load_batches(folder: Path, batch: int = 25):
     files = sorted(folder.glob("*.png"))
     for start in range(0, len(files), batch):
-        yield torch.from_numpy(np.stack([np.asarray(PIL.Image.open(f)) for f in files[start:start + batch]])).permute(0, 3, 1, 2)
+        images = np.stack([np.asarray(PIL.Image.open(f)) for f in files[start:start + batch]])
+        yield torch.from_numpy(images).permute(0, 3, 1, 2)
 
 
 def calibrated_random_weights(model, folders, seed: int) -> dict:
@@ -127,15 +129,17 @@ def main() -> None:
     model, _ = weights.load_inception(checkpoints, download=False)  # the very file pytorch-fid just loaded
     t0 = time.time()
     with torch.no_grad():
-        acts = [np.concatenate([model.trunk(b.float() / 255 * 2 - 1).numpy() for b in load_batches(f)]).astype(np.float64)
-                for f in (folder_a, folder_b)]
+        acts = [np.concatenate([model.trunk(b.float() / 255 * 2 - 1).numpy() for b in load_batches(f)])
+                .astype(np.float64) for f in (folder_a, folder_b)]
     fid_same = formulas.frechet_distance(acts[0].mean(0), np.cov(acts[0], rowvar=False),
                                          acts[1].mean(0), np.cov(acts[1], rowvar=False))
     opts = MetricOptions(device=torch.device("cpu"), cache=False, num_workers=0, progress=False, batch_size=25)
-    stats = [dataset_stats(opts, Folder(f), model, "agreement", None, capture_mean_cov=True) for f in (folder_a, folder_b)]
+    stats = [dataset_stats(opts, Folder(f), model, "agreement", None, capture_mean_cov=True)
+             for f in (folder_a, folder_b)]
     fid_ours = formulas.frechet_distance(stats[0].mean, stats[0].cov, stats[1].mean, stats[1].cov)
     unbias = [s.num_items / (s.num_items - 1) for s in stats]  # the covariance convention alone
-    fid_ours_unbiased = formulas.frechet_distance(stats[0].mean, stats[0].cov * unbias[0], stats[1].mean, stats[1].cov * unbias[1])
+    fid_ours_unbiased = formulas.frechet_distance(stats[0].mean, stats[0].cov * unbias[0],
+                                                  stats[1].mean, stats[1].cov * unbias[1])
     t_ours = time.time() - t0
 
     n = args.images

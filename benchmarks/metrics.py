@@ -156,7 +156,8 @@ def main() -> None:
         out["devices"][str(device)] = {
             "images_per_second": rates,
             "batch": batch,
-            "fid50k_full": fid_estimate(device, args.fid_items if device.type == "cpu" else 512, batch, rates["inception"]),
+            "fid50k_full": fid_estimate(device, args.fid_items if device.type == "cpu" else 512, batch,
+                                        rates["inception"]),
         }
         if device.type == "cuda":
             out["devices"][str(device)]["name"] = torch.cuda.get_device_name(device)

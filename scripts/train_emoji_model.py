@@ -11,8 +11,9 @@ What it does, so the shipped file can be checked:
   2. Runs `stylegan train` exactly as a user would (the command is printed), with the flags below. A run that was
      stopped goes on from its newest training state (`--resume latest`), bit for bit.
   3. --export takes G_ema and D of the newest snapshot (and ADA's p), writes them to
-     src/stylegan/io/assets/emoji-stylegan2-32.safetensors (float32), and prints its SHA-256 and size; tests/test_pretrained.py holds the file to that hash
-     and to reference pixels that it stores beside it (regenerate them with --export).
+     src/stylegan/io/assets/emoji-stylegan2-32.safetensors (float32), and prints its SHA-256 and size;
+     tests/test_pretrained.py holds the file to that hash and to reference pixels that it stores beside it
+     (regenerate them with --export).
 
 docs/pretrained.md records the command, kimg, hardware, wall time, curves and grid of the shipped network.
 """
@@ -116,7 +117,8 @@ def main() -> None:
     parser.add_argument("--outdir", type=Path, required=True, help="where the training runs go")
     parser.add_argument("--kimg", type=float, default=5000, help="training length (the run can be stopped earlier)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
-    parser.add_argument("--export", action="store_true", help="copy G_ema and D of the newest snapshot into the package")
+    parser.add_argument("--export", action="store_true",
+                        help="copy G_ema and D of the newest snapshot into the package")
     parser.add_argument("--snapshot", type=Path, help="with --export: this network-snapshot-*.safetensors instead")
     parser.add_argument("--swd", action="store_true", help="SWD of the shipped network, an untrained one, and the "
                         "real-vs-real floor (docs/pretrained.md)")

@@ -9,7 +9,7 @@ import torch
 
 import stylegan
 from stylegan.generate import (
-    LaplacianPyramidL1, ProjectOptions, load_ws, project, psnr, render, run_projection, synthesize)
+    LaplacianPyramidL1, ProjectOptions, load_ws, project, psnr, render, synthesize)
 from stylegan.generate.project import laplacian_pyramid, noise_regularization
 from stylegan.generate.render import noise_buffers
 from test_generate_support import run_cli, tiny_generator

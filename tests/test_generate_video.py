@@ -101,7 +101,8 @@ def test_video_refuses_what_it_cannot_do(nets, tmp_path, capsys):
     for args, message in cases:
         code, _, err = run_cli(base + args, capsys)
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
-    code, _, err = run_cli(["video", "--network", nets["sg2"], "--seeds", "0-1", "--output", tmp_path / "v.gif"], capsys)
+    args = ["video", "--network", nets["sg2"], "--seeds", "0-1", "--output", tmp_path / "v.gif"]
+    code, _, err = run_cli(args, capsys)
     assert code == 2 and "name it with .mp4" in err
     assert not (tmp_path / "v.mp4").exists()
     with pytest.raises(UsageError, match="--kind"):

@@ -4,7 +4,6 @@ The feature networks are replaced by a tiny detector here (they are tested in te
 each run takes a fraction of a second; what is under test is everything around them.
 """
 import json
-import os
 
 import numpy as np
 import PIL.Image

@@ -33,7 +33,8 @@ def test_fid_of_gaussian_feature_sets_matches_closed_form():
         sy.append(torch.from_numpy(chunk))
     sx.gather(), sy.gather()
     ours = formulas.frechet_distance(sx.mean, sx.cov, sy.mean, sy.cov)
-    expected = _closed_form_fid(x.mean(0), np.cov(x, rowvar=False, bias=True), y.mean(0), np.cov(y, rowvar=False, bias=True))
+    expected = _closed_form_fid(x.mean(0), np.cov(x, rowvar=False, bias=True),
+                                y.mean(0), np.cov(y, rowvar=False, bias=True))
     assert ours == pytest.approx(expected, rel=1e-6)
     assert ours > 1
 

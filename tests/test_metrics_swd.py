@@ -142,7 +142,8 @@ def test_swd16k_end_to_end_on_a_tiny_network(tmp_path, few_projections):
     second = _run("swd16k", G, str(folder), tmp_path, num_gen=8)
     assert set(first["results"]) == {"swd16k", "swd16k_16"} and first["results"]["swd16k"] > 0
     assert first["results"] == second["results"]  # seeded: the same number twice
-    report_metric(first, run_dir=tmp_path / "run", snapshot_pkl=tmp_path / "run" / "network-snapshot-000000.safetensors")
+    snapshot = tmp_path / "run" / "network-snapshot-000000.safetensors"
+    report_metric(first, run_dir=tmp_path / "run", snapshot_pkl=snapshot)
     entry = json.loads((tmp_path / "run" / "metric-swd16k.jsonl").read_text().splitlines()[-1])
     assert entry["metric"] == "swd16k" and entry["results"] == first["results"]
     assert entry["snapshot_pkl"] == "network-snapshot-000000.safetensors"

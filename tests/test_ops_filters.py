@@ -79,7 +79,8 @@ def test_stylegan3_layer_filters_match_scipy(radial):
         expected_up = scipy.signal.firwin(layer["up_taps"], layer["up_cutoff"], width=layer["up_width"], fs=layer["fs"])
         np.testing.assert_allclose(up.numpy(), expected_up, rtol=1e-6, atol=1e-8)
         if layer["radial"]:
-            expected_down = _jinc_independent(layer["down_taps"], layer["down_cutoff"], layer["down_width"], layer["fs"])
+            expected_down = _jinc_independent(layer["down_taps"], layer["down_cutoff"], layer["down_width"],
+                                              layer["fs"])
         else:
             expected_down = scipy.signal.firwin(layer["down_taps"], layer["down_cutoff"], width=layer["down_width"],
                                                 fs=layer["fs"])

@@ -34,7 +34,8 @@ class AugmentConfig:
         if mode == "fixed" and p is None:
             raise UsageError("--aug fixed needs --p, the fixed augmentation probability in [0, 1]")
         if mode == "noaug":
-            given = [name for name, value in (("--p", p), ("--target", target), ("--augpipe", augpipe)) if value is not None]
+            flags = (("--p", p), ("--target", target), ("--augpipe", augpipe))
+            given = [name for name, value in flags if value is not None]
             if given:
                 raise UsageError(f"{', '.join(given)} cannot be used with --aug noaug; use --aug ada or --aug fixed")
         if mode != "ada" and target is not None:
@@ -63,7 +64,8 @@ class AugmentConfig:
             raise UsageError(f"--target must be a number in [0, 1], got {self.target!r}")
         if not isinstance(self.interval, int) or self.interval < 1:
             raise UsageError(f"augment interval must be a whole number of minibatches >= 1, got {self.interval!r}")
-        if not isinstance(self.speed_kimg, (int, float)) or not (self.speed_kimg > 0 and math.isfinite(self.speed_kimg)):
+        speed = self.speed_kimg
+        if not isinstance(speed, (int, float)) or not (speed > 0 and math.isfinite(speed)):
             raise UsageError(f"augment speed_kimg must be a number > 0, got {self.speed_kimg!r}")
         return self
 

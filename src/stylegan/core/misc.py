@@ -58,7 +58,8 @@ def parse_range(text: str, flag: str = "--seeds") -> list[int]:
             else:
                 out.append(int(part))
         except ValueError:
-            raise UsageError(f"{flag}: cannot read '{part}' in '{text}'; use a comma list of numbers and ranges such as 0-7,42") from None
+            raise UsageError(f"{flag}: cannot read '{part}' in '{text}'; "
+                             "use a comma list of numbers and ranges such as 0-7,42") from None
     if not out:
         raise UsageError(f"{flag}: the list '{text}' is empty; give numbers and ranges such as 0-7,42")
     return out

@@ -40,7 +40,8 @@ def generate_images(G, outdir: str | os.PathLike, seeds: Sequence[int] | None = 
     out = prepare_outdir(outdir)
     names = [f"seed{s:04d}.png" for s in seeds] if seeds is not None else [f"w{i:04d}.png" for i in range(count)]
     written, cells = [], []
-    with tqdm(total=count, desc="generating", unit="image", disable=not progress or count <= batch, leave=False) as bar, \
+    quiet = not progress or count <= batch
+    with tqdm(total=count, desc="generating", unit="image", disable=quiet, leave=False) as bar, \
             compiled_forward(G.mapping, G.synthesis, enabled=compile, cuda_graphs=True):
         for start in range(0, count, batch):
             part = slice(start, start + batch)

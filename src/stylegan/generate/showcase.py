@@ -15,7 +15,6 @@ def untrained_networks(outdir: str | Path = "out/demo",         # folder for the
                        seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5),
                        echo=print) -> list[Path]:
     """Build, save, reload and sample one untrained network per preset; returns the files written."""
-    import numpy as np
     import torch
     from PIL import Image
 

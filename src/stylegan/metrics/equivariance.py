@@ -129,7 +129,8 @@ def affine_bandlimit_filter(mat: torch.Tensor, a: int = 3, amax: int = 16, aflt:
     return f.reshape(amax * 2 * up, amax * 2 * up)[:-1, :-1]
 
 
-def affine_transformation(x: torch.Tensor, mat: torch.Tensor, up: int = 4, **filter_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+def affine_transformation(x: torch.Tensor, mat: torch.Tensor, up: int = 4,
+                          **filter_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """Resample [N, C, H, W] under the affine map `mat` (output pixel p reads input at mat^-1 p, in image
     coordinates where the image spans [-1, 1]): band-limit while upsampling by `up`, then bilinear lookup."""
     n, _c, h, w = x.shape

@@ -65,7 +65,8 @@ class FeatureStats:
             dim = int(width.item())
         if self.capture_mean_cov:
             s = self._sum.to(device) if self._sum is not None else torch.zeros(dim, dtype=torch.float64, device=device)
-            g = self._gram.to(device) if self._gram is not None else torch.zeros(dim, dim, dtype=torch.float64, device=device)
+            g = (self._gram.to(device) if self._gram is not None
+                 else torch.zeros(dim, dim, dtype=torch.float64, device=device))
             dist.all_reduce_sum_(s)
             dist.all_reduce_sum_(g)
             mean = s / max(total, 1)
@@ -164,7 +165,8 @@ def cache_key(**fields: Any) -> str:
 
 
 def save_stats(path: Path, stats: FeatureStats) -> None:
-    arrays: dict[str, np.ndarray] = {"num_items": np.array(stats.num_items), "num_features": np.array(stats.num_features)}
+    arrays: dict[str, np.ndarray] = {"num_items": np.array(stats.num_items),
+                                     "num_features": np.array(stats.num_features)}
     if stats.capture_mean_cov:
         arrays.update(mean=stats.mean, cov=stats.cov)
     if stats.capture_all:

@@ -121,7 +121,8 @@ class PatchDescriptors:
             key = (level, block)
             if key not in self._blocks:
                 self._blocks = {kk: v for kk, v in self._blocks.items() if kk[1] >= block - 1}
-                gen = torch.Generator().manual_seed(derive_seed(self.seed, dist.get_rank(), "swd-patches", level, block))
+                seed = derive_seed(self.seed, dist.get_rank(), "swd-patches", level, block)
+                gen = torch.Generator().manual_seed(seed)
                 self._blocks[key] = torch.stack([torch.randint(0, h - k + 1, [_BLOCK, p], generator=gen),
                                                  torch.randint(0, w - k + 1, [_BLOCK, p], generator=gen)], dim=-1)
             rows.append(self._blocks[key])

@@ -61,7 +61,8 @@ def jinc_lowpass_2d(numtaps: int, cutoff: float, width: float, fs: float) -> np.
     return h / h.sum()
 
 
-def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, radial: bool = False) -> torch.Tensor | None:
+def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
+                          radial: bool = False) -> torch.Tensor | None:
     """The filters StyleGAN3's layers store as `up_filter`/`down_filter` buffers: None for one tap (identity),
     float32 [numtaps] when separable, float32 [numtaps, numtaps] when radial."""
     if numtaps < 1:
