@@ -93,7 +93,11 @@ def main(argv=None):
         click.echo(_BUSY_NOTE, err=True)
     try:
         cli.main(args=argv, prog_name="stylegan", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C into Abort; it is an interruption like any other, with the shell's status for SIGINT.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
         click.echo("Aborted.", err=True)
         sys.exit(1)
     except click.ClickException as exc:

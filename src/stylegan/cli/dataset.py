@@ -1,6 +1,10 @@
 """`stylegan dataset`: make a training set from a folder, zip, tar, MNIST, CIFAR-10 or the bundled demo."""
 from __future__ import annotations
 
+import contextlib
+import signal
+from typing import Iterator
+
 import click
 
 from stylegan.data.dataset_tool import BACKGROUNDS, RESIZE_FILTERS, TRANSFORMS, ConvertOptions, convert_dataset, parse_resolution
@@ -47,5 +51,25 @@ def command(source, dest, resolution, transform, channels, background, max_image
         compress_level=compress_level,
         overwrite=overwrite,
     )
-    summary = convert_dataset(source, dest, options, progress=True)
+    with _exit_cleanly_on_sigterm():
+        summary = convert_dataset(source, dest, options, progress=True)
     click.echo(summary.format(list_all=list_skipped))
+
+
+@contextlib.contextmanager
+def _exit_cleanly_on_sigterm() -> Iterator[None]:
+    """By default SIGTERM (kill, a batch system's time limit) ends Python without unwinding, leaving the temporary
+    output behind; as an exception it is removed on the way out, as on Ctrl-C."""
+    def terminated(signum, _frame):
+        click.echo("Terminated.", err=True)
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:                          # not the main thread: leave signals to whoever runs us
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -18,7 +18,8 @@ import torch
 
 from stylegan.core.errors import StyleGANError
 from stylegan.data.bundled import bundled_dataset_path, is_bundled_dataset
-from stylegan.data.layout import LABELS_FILE, LabelFile, is_image_name, normalize_name
+from stylegan.data.layout import (
+    LABELS_FILE, MAX_FILE_BYTES, FileTooLarge, LabelFile, is_image_name, normalize_name, read_at_most)
 from stylegan.data.png import SIGNATURE as _PNG_SIGNATURE, decode_unfiltered
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}         # IHDR colour type -> channels once decoded (palette -> RGB)
@@ -53,7 +54,13 @@ class ImageDataset(torch.utils.data.Dataset):
                      for root, _dirs, files in os.walk(self.path) for f in files]
         elif self.path.is_file() and zipfile.is_zipfile(self.path):
             self._is_zip = True
-            names = [normalize_name(i.filename) for i in self._zipfile().infolist() if not i.is_dir()]
+            infos = [i for i in self._zipfile().infolist() if not i.is_dir()]
+            names = [normalize_name(i.filename) for i in infos]
+            huge = next((i for i in infos if i.file_size > MAX_FILE_BYTES), None)
+            if huge is not None:
+                raise StyleGANError(f"dataset {path}: '{huge.filename}' unpacks to {huge.file_size:,} bytes, more than "
+                                    f"the {MAX_FILE_BYTES / 2 ** 20:g} MiB an image or label file may have; re-create the dataset "
+                                    "with `stylegan dataset`")
         elif self.path.exists():
             raise StyleGANError(f"dataset {path}: not a zip or a folder; make one with "
                                 f"`stylegan dataset --source YOUR_IMAGES --dest {self.path.stem}.zip`")
@@ -138,9 +145,12 @@ class ImageDataset(torch.utils.data.Dataset):
         return self._zip
 
     def _read_bytes(self, name: str) -> bytes:
-        if not self._is_zip:
-            return (self.path / name).read_bytes()
-        return self._zipfile().read(name)
+        try:
+            with (self._zipfile().open(name) if self._is_zip else open(self.path / name, "rb")) as f:
+                return read_at_most(f)
+        except FileTooLarge as exc:
+            raise StyleGANError(f"dataset {self.path}: '{name}' {exc}, too much for one image or label file; "
+                                "re-create the dataset with `stylegan dataset`") from None
 
     def _load_image(self, raw_idx: int) -> np.ndarray:
         name = self._image_names[raw_idx]

@@ -8,8 +8,10 @@ zip or folder next to the destination, which is renamed into place only when eve
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -23,10 +25,16 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
+try:
+    import fcntl
+except ImportError:                                # Windows: no flock, so no cleanup of other runs' temporaries
+    fcntl = None
+
 from stylegan.core.errors import StyleGANError, UsageError
 from stylegan.core.files import atomic_path
 from stylegan.data.bundled import is_bundled_dataset
-from stylegan.data.layout import LABELS_FILE, Label, LabelFile, archive_name, is_image_name, labels_json
+from stylegan.data.layout import (
+    LABELS_FILE, MAX_FILE_BYTES, FileTooLarge, Label, LabelFile, archive_name, is_image_name, labels_json, read_at_most)
 from stylegan.data.png import encode_unfiltered
 from stylegan.data.sources import Source, SourceItem, open_source
 
@@ -44,6 +52,7 @@ SKIP_EMPTY = "empty file (0 bytes)"
 SKIP_UNREADABLE = "not a readable image"
 SKIP_CORRUPT = "truncated or corrupt image data"
 SKIP_BOMB = "too many pixels (decompression-bomb guard)"
+SKIP_TOO_LARGE = f"file over {MAX_FILE_BYTES // 2 ** 20} MiB (archive-bomb guard)"
 SKIP_FORMAT = "unsupported pixel format"
 SKIP_NO_CLASS = "not inside a class subfolder"
 SKIP_NOT_SQUARE = "not square (use --transform to crop)"
@@ -72,6 +81,7 @@ class ConvertOptions:
     allow_upscale: bool = False                 # enlarge images smaller than the resolution instead of skipping
     compress_level: int = 0                     # PNG zlib level; 0 decodes fastest in training, 9 is smallest
     max_pixels: int = MAX_PIXELS                # larger images are skipped unread
+    max_file_bytes: int = MAX_FILE_BYTES        # larger files (or archive members, unpacked) are skipped unread
     overwrite: bool = False                     # replace an existing destination
 
     def validate(self) -> None:
@@ -215,7 +225,7 @@ def convert_dataset(source: str | os.PathLike, dest: str | os.PathLike, options:
     opts = options or ConvertOptions()
     opts.validate()
     dest = Path(dest)
-    src = open_source(source)
+    src = open_source(source, opts.max_file_bytes)
     _check_dest(dest, src, opts.overwrite)
     if opts.labels_from_subfolders and src.has_builtin_labels:
         raise UsageError(f"--labels-from-subfolders: a {src.kind} source carries its own labels; leave the flag out")
@@ -239,6 +249,10 @@ def convert_dataset(source: str | os.PathLike, dest: str | os.PathLike, options:
     stats: Counter[str] = Counter()
     written: list[tuple[str, Label | None]] = []
     wanted = {c.position: c for c in cands}
+    stale = remove_stale_temporaries(dest)
+    if stale:
+        notes.append(f"removed {_plural(len(stale), 'temporary', 'temporaries')} that an interrupted run left "
+                     f"beside --dest: {', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}")
     total = len(cands) if opts.max_images is None else min(len(cands), opts.max_images)
     with _DatasetWriter(dest) as writer, \
             tqdm(total=total, desc="converting", unit="img", disable=not progress, leave=False) as bar:
@@ -299,8 +313,12 @@ def _scan(src: Source, opts: ConvertOptions, skips: _Skips, progress: bool
             bar.update(1)
             names.add(item.name)
             if item.name == LABELS_FILE and item.array is None:
-                with item.open() as f:
-                    label_bytes = f.read()
+                try:
+                    with item.open() as f:
+                        label_bytes = read_at_most(f, opts.max_file_bytes)
+                except FileTooLarge as exc:
+                    raise StyleGANError(f"--source {src.path}: its {LABELS_FILE} {exc}, too much for a label file; "
+                                        "fix it, or remove it to convert without labels") from None
                 continue
             try:
                 cands.append(_probe(position, item, opts))
@@ -326,6 +344,8 @@ def _probe(position: int, item: SourceItem, opts: ConvertOptions) -> _Candidate:
         raise _Skip(SKIP_NOT_IMAGE)
     if item.nbytes == 0:
         raise _Skip(SKIP_EMPTY)
+    if item.nbytes > opts.max_file_bytes:
+        raise _Skip(SKIP_TOO_LARGE)
     with _open_image(item) as img:
         w, h = img.size
         if w * h > opts.max_pixels:
@@ -357,6 +377,8 @@ def _open_image(item: SourceItem) -> Iterator[PIL.Image.Image]:
         warnings.simplefilter("ignore")
         try:
             stream = item.open()
+        except FileTooLarge:                            # an archive member that unpacks to more than its header said
+            raise _Skip(SKIP_TOO_LARGE) from None
         except Exception:
             raise _Skip(SKIP_UNREADABLE) from None
         with stream:
@@ -553,51 +575,162 @@ def _make_shareable(path: Path, mode: int) -> None:
         os.chmod(path, mode & ~umask)
 
 
+@contextlib.contextmanager
+def _writing(dest: Path) -> Iterator[None]:
+    """Turn a failure to write the destination (full disk, read-only or missing folder) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StyleGANError(f"--dest {dest}: the disk is full ({reason}); free some space or write elsewhere. "
+                                "Nothing was written") from None
+        raise StyleGANError(f"--dest {dest}: cannot write there ({reason}); pick a writable destination. "
+                            "Nothing was written") from None
+
+
+def _temporary_name(dest: Path) -> re.Pattern:
+    """The names of the temporaries a run writing `dest` makes beside it: `.NAME.<8 random>.tmp[.zip]` (the new
+    zip or folder) and `.NAME.<8 random>.old` (a replaced folder on its way out); mkstemp's random part is 8 of
+    [a-z0-9_]."""
+    return re.compile(rf"\.{re.escape(dest.name)}\.[a-z0-9_]{{8}}\.(tmp|old)(\.[^.]*)?")
+
+
+def _lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive lock on `path` (a file or folder), or None if another process holds
+    it. A killed process's locks vanish with it, which is how a later run tells abandoned temporaries from live ones."""
+    fd = os.open(path, os.O_RDONLY)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_stale_temporaries(dest: str | os.PathLike) -> list[str]:
+    """Delete the temporaries that a killed run (SIGKILL, power loss) left beside `dest`; a run still writing holds
+    a lock on its own, so two runs never delete each other's work. Returns the names removed."""
+    dest = Path(dest)
+    if fcntl is None:
+        return []                                   # without flock a live temporary cannot be told apart; keep all
+    try:
+        entries = sorted(dest.parent.iterdir())
+    except OSError:
+        return []
+    pattern, removed = _temporary_name(dest), []
+    for path in entries:
+        if not pattern.fullmatch(path.name):
+            continue
+        try:
+            fd = _lock(path)
+        except OSError:
+            continue
+        if fd is None:
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path.name)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 class _DatasetWriter:
     """Writes into a temporary zip or folder beside `dest`; renames it to `dest` on success, removes it on error.
 
-    Zip entries get a fixed timestamp so the same input always gives a byte-identical zip.
+    The temporary is locked while it is written, so that the next run to the same destination can remove it if
+    this process is killed (remove_stale_temporaries). Zip entries get a fixed timestamp so the same input always
+    gives a byte-identical zip. Every OSError from writing becomes a one-line StyleGANError.
     """
 
     def __init__(self, dest: Path):
         self.dest = dest
         self.is_zip = dest.suffix.lower() == ".zip"
         self._stack = contextlib.ExitStack()
+        self._locks: list[int] = []
 
     def __enter__(self) -> "_DatasetWriter":
+        with _writing(self.dest):
+            try:
+                self._enter()
+            except BaseException as exc:
+                self._stack.__exit__(type(exc), exc, exc.__traceback__)     # removes, never renames, the temporary
+                self._unlock()
+                raise
+        return self
+
+    def _enter(self) -> None:
+        folder = next(p for p in (self.dest.parent, *self.dest.parent.parents) if p.exists() or p.is_symlink())
+        if not folder.is_dir():                         # mkdir would only say "File exists"
+            raise StyleGANError(f"--dest {self.dest}: {folder} is a file, not a folder; pick a writable destination")
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         if self.is_zip:
+            self._stack.callback(self._unlock)          # released only after atomic_path renamed or removed it
             tmp = self._stack.enter_context(atomic_path(self.dest))
+            self._hold(tmp)
             self._stack.callback(_make_shareable, tmp, 0o666)
             self._zip = zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED)
             self._stack.callback(self._zip.close)       # closed before atomic_path renames or removes it
         else:
             self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=".tmp", dir=self.dest.parent))
+            self._hold(self._tmp)
             _make_shareable(self._tmp, 0o777)
-        return self
+
+    def _hold(self, path: Path) -> None:
+        fd = _lock(path)
+        if fd is not None:
+            self._locks.append(fd)
+
+    def _unlock(self) -> None:
+        while self._locks:
+            os.close(self._locks.pop())
 
     def write(self, name: str, data: bytes) -> None:
-        if self.is_zip:
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            self._zip.writestr(info, data, compress_type=zipfile.ZIP_STORED)
-        else:
-            path = self._tmp / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        with _writing(self.dest):
+            if self.is_zip:
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                self._zip.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+            else:
+                path = self._tmp / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.is_zip:
-            self._stack.__exit__(exc_type, exc, tb)
-            return
-        if exc_type is not None:
+        try:
+            with _writing(self.dest):
+                if self.is_zip:
+                    self._stack.__exit__(exc_type, exc, tb)
+                else:
+                    self._finish_folder(exc_type is not None)
+        finally:
+            self._unlock()
+
+    def _finish_folder(self, failed: bool) -> None:
+        if failed:
             shutil.rmtree(self._tmp, ignore_errors=True)
             return
         old = None
         if self.dest.exists() or self.dest.is_symlink():
             # Move the old one aside first so `dest` is never a mix of old and new files.
             old = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=".old", dir=self.dest.parent))
+            self._hold(old)
             os.replace(self.dest, old / "x")
-        os.replace(self._tmp, self.dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(self._tmp, self.dest)
+        except OSError:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            if old is not None:
+                os.replace(old / "x", self.dest)        # put the old one back
+            raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import posixpath
-from typing import Any
+from typing import IO, Any
 
 import PIL.Image
 
@@ -23,6 +24,31 @@ from stylegan.core.errors import StyleGANError
 
 LABELS_FILE = "dataset.json"
 IMAGES_PER_FOLDER = 1000
+# Conditioning embeds one input per class (or per number of a label vector), and training builds one-hot vectors of
+# this length, so a label file claiming class 10^12 would ask for petabytes. ImageNet-21k has 21,841 classes.
+MAX_LABEL_DIM = 65_536
+# The largest image file or dataset.json read into memory. A small archive can hold a huge member (a 3 MB zip can
+# inflate to gigabytes), so sizes are checked before reading and counted while reading, never trusted.
+MAX_FILE_BYTES = 256 * 2 ** 20
+
+
+class FileTooLarge(OSError):
+    """A file or archive member holds more than the bytes we are willing to read into memory."""
+
+
+def read_at_most(stream: IO[bytes], limit: int = MAX_FILE_BYTES) -> bytes:
+    """The rest of `stream`, or FileTooLarge once it yields more than `limit` bytes (whatever its header said)."""
+    chunks, size = [], 0
+    while size <= limit:
+        # In pieces: asking a plain file for limit + 1 bytes at once would allocate them all up front.
+        chunk = stream.read(min(2 ** 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise FileTooLarge(f"holds more than {limit / 2 ** 20:g} MiB")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def archive_name(index: int) -> str:
@@ -68,14 +94,21 @@ class LabelFile:
         """Read and check a dataset.json; `where` names it in error messages."""
         fix = f"fix {where} or remove it to go without labels"
         try:
-            meta = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            meta = json.loads(data, parse_constant=_refuse_constant)
+        except _NonFinite as exc:
+            raise StyleGANError(f"{where} holds {exc}, which is not a number a label can have; {fix}") from None
+        except RecursionError:
+            raise StyleGANError(f"{where} is nested too deeply to be a label file; {fix}") from None
+        except (UnicodeDecodeError, ValueError) as exc:   # ValueError also covers integers of over 4,300 digits
             raise StyleGANError(f"{where} is not valid JSON ({exc}); {fix}") from None
         if not isinstance(meta, dict) or "labels" not in meta:
             raise StyleGANError(f'{where} has no "labels" entry; {fix}')
         class_names = meta.get("class_names")
         if class_names is not None and not (isinstance(class_names, list) and all(isinstance(c, str) for c in class_names)):
             raise StyleGANError(f'{where}: "class_names" must be a list of strings; {fix}')
+        if class_names is not None and len(class_names) > MAX_LABEL_DIM:
+            raise StyleGANError(f'{where}: "class_names" lists {len(class_names):,} classes, more than the '
+                                f"{MAX_LABEL_DIM:,} StyleGAN can condition on; {fix}")
         raw = meta["labels"]
         if raw is None:
             return cls(None, class_names)
@@ -95,14 +128,36 @@ class LabelFile:
         return cls(labels, class_names)
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(text: str) -> float:
+    # Python's json reads NaN, Infinity and -Infinity, which are not JSON; a label with them poisons training.
+    raise _NonFinite(text)
+
+
 def _check_label(value: Any, name: str, where: str, fix: str) -> Label:
     # bool is an int in Python, but true/false in a label file is a mistake, not a class index.
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise StyleGANError(f"{where}: label of '{name}' is {value}; class indices start at 0; {fix}")
+        if value >= MAX_LABEL_DIM:
+            raise StyleGANError(f"{where}: label of '{name}' is class {_short(value)}; StyleGAN conditions on at "
+                                f"most {MAX_LABEL_DIM:,} classes (indices 0 to {MAX_LABEL_DIM - 1:,}); {fix}")
         return value
     if isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return tuple(float(v) for v in value)
+        if len(value) > MAX_LABEL_DIM:
+            raise StyleGANError(f"{where}: label of '{name}' is a vector of {len(value):,} numbers; StyleGAN "
+                                f"conditions on at most {MAX_LABEL_DIM:,}; {fix}")
+        # 1e999 parses as infinity, and float() of a 400-digit integer overflows: neither is a usable label.
+        try:
+            vector = tuple(float(v) for v in value)
+        except OverflowError:
+            vector = (math.inf,)
+        if not all(math.isfinite(v) for v in vector):
+            raise StyleGANError(f"{where}: label of '{name}' holds a number too large to be a label; {fix}")
+        return vector
     raise StyleGANError(f"{where}: label of '{name}' is {_short(value)}; use a class index or a list of numbers; {fix}")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from stylegan.core.errors import StyleGANError
 from stylegan.data.bundled import bundled_dataset_path, is_bundled_dataset
-from stylegan.data.layout import normalize_name
+from stylegan.data.layout import MAX_FILE_BYTES, FileTooLarge, normalize_name, read_at_most
 
 # Errors that a damaged archive or compressed stream raises while it is being read.
 ARCHIVE_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile)
@@ -50,10 +50,13 @@ class Source:
     notes: list[str] = field(default_factory=list)      # what the reader decided that the user should know
 
 
-def open_source(spec: str | os.PathLike) -> Source:
-    """Recognize what `spec` is and open it; raise StyleGANError with the accepted kinds when it is none of them."""
+def open_source(spec: str | os.PathLike, max_file_bytes: int = MAX_FILE_BYTES) -> Source:
+    """Recognize what `spec` is and open it; raise StyleGANError with the accepted kinds when it is none of them.
+
+    An archive member larger than `max_file_bytes` is never read: its item's nbytes says how large it claims to
+    be, and opening it raises FileTooLarge, as does one that turns out larger than its header claimed."""
     if is_bundled_dataset(spec):
-        return _zip_source(bundled_dataset_path(spec), kind=spec)
+        return _zip_source(bundled_dataset_path(spec), max_file_bytes, kind=spec)
     path = Path(spec)
     if not path.exists():
         raise StyleGANError(f"--source {spec}: no such file or folder")
@@ -65,9 +68,9 @@ def open_source(spec: str | os.PathLike) -> Source:
     if _IDX_IMAGES.match(path.name):
         return _mnist_source(path)
     if zipfile.is_zipfile(path):
-        return _zip_source(path)
+        return _zip_source(path, max_file_bytes)
     if _is_tar(path):
-        return _tar_or_cifar_source(path)
+        return _tar_or_cifar_source(path, max_file_bytes)
     raise StyleGANError(
         f"--source {spec}: cannot read this kind of file; give a folder, a .zip, a .tar/.tar.gz, "
         "MNIST files (*-images-idx3-ubyte.gz) or the CIFAR-10 python tarball")
@@ -85,19 +88,26 @@ def _folder_source(root: Path) -> Source:
     return Source(kind="folder", path=root, items=items)
 
 
-def _zip_source(path: Path, kind: str = "zip") -> Source:
+def _zip_source(path: Path, max_file_bytes: int, kind: str = "zip") -> Source:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=lambda i: normalize_name(i.filename))
     except ARCHIVE_ERRORS as exc:
         raise StyleGANError(f"--source {path}: the zip cannot be read ({exc}); check the file or re-create it") from None
 
+    def read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+        # The member is read whole: image decoders seek, and seeking in a compressed member is slow. So its size
+        # is checked first, and counted while reading (zipfile stops at the declared size and checks the CRC).
+        if info.file_size > max_file_bytes:
+            raise FileTooLarge(f"unpacks to {info.file_size:,} bytes")
+        with zf.open(info) as member:
+            return io.BytesIO(read_at_most(member, max_file_bytes))
+
     def items() -> Iterator[SourceItem]:
         with zipfile.ZipFile(path) as zf:
             for info in infos:
-                # The member is read whole: image decoders seek, and seeking in a compressed member is slow.
                 yield SourceItem(name=normalize_name(info.filename), nbytes=info.file_size,
-                                 open=lambda info=info: io.BytesIO(zf.read(info)))
+                                 open=lambda info=info: read(zf, info))
     return Source(kind=kind, path=path, items=items)
 
 
@@ -108,14 +118,14 @@ def _is_tar(path: Path) -> bool:
         return False
 
 
-def _tar_or_cifar_source(path: Path) -> Source:
+def _tar_or_cifar_source(path: Path, max_file_bytes: int) -> Source:
     try:
         with tarfile.open(path, "r:*") as tar:
             first = tar.next()
     except ARCHIVE_ERRORS as exc:
         raise StyleGANError(f"--source {path}: the tar cannot be read ({exc}); check the file or re-create it") from None
     if first is not None and normalize_name(first.name).startswith(_CIFAR_DIR):
-        return _cifar10_source(path)
+        return _cifar10_source(path, max_file_bytes)
 
     def items() -> Iterator[SourceItem]:
         # Members come in the order they are stored: a compressed tar can only be read front to back.
@@ -123,9 +133,17 @@ def _tar_or_cifar_source(path: Path) -> Source:
             for member in tar:
                 if not member.isfile():
                     continue
-                data = tar.extractfile(member).read()
+                if member.size > max_file_bytes:            # left unread: the next member starts after it
+                    yield SourceItem(name=normalize_name(member.name), nbytes=member.size,
+                                     open=lambda size=member.size: _too_large(size))
+                    continue
+                data = read_at_most(tar.extractfile(member), max_file_bytes)
                 yield SourceItem(name=normalize_name(member.name), nbytes=len(data), open=lambda data=data: io.BytesIO(data))
     return Source(kind="tar", path=path, items=items)
+
+
+def _too_large(size: int) -> BinaryIO:
+    raise FileTooLarge(f"holds {size:,} bytes")
 
 
 @contextlib.contextmanager
@@ -140,6 +158,7 @@ def _reading(path: Path, what: str) -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------------------------
 # MNIST-style IDX files: train-images-idx3-ubyte.gz with train-labels-idx1-ubyte.gz beside it.
 
+MAX_IDX_BYTES = 2 ** 30               # EMNIST's largest file unpacks to 550 MB, MNIST's to 47 MB
 _IDX_IMAGES = re.compile(r"^(?P<stem>.+)-images-idx3-ubyte(?P<gz>\.gz)?$")
 
 
@@ -155,18 +174,27 @@ def _pick_idx_file(folder: Path, files: list[Path]) -> Path:
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """Read an IDX file (gzipped or not) of unsigned bytes with `ndim` dimensions; see LeCun's MNIST page."""
+    not_idx = f"--source: {path} is not an IDX file of {ndim}-D unsigned bytes; check that it is MNIST-style data"
     try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as f:
+            # Header: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, then each size
+            # as a big-endian uint32.
+            head = f.read(4 + 4 * ndim)
+            if len(head) < 4 + 4 * ndim or head[:2] != b"\0\0" or head[2] != 0x08 or head[3] != ndim:
+                raise StyleGANError(not_idx)
+            shape = struct.unpack(f">{ndim}I", head[4:])
+            size = int(np.prod(shape, dtype=np.int64))
+            # The header is read before the body, so a small .gz claiming gigabytes is refused without inflating it.
+            if size > MAX_IDX_BYTES:
+                raise StyleGANError(f"--source: {path} claims {shape} images, {size:,} bytes, more than the "
+                                    f"{MAX_IDX_BYTES // 2 ** 30} GiB an IDX file is read up to; check the file")
+            body = f.read(size)
+            extra = len(f.read(1))
     except ARCHIVE_ERRORS as exc:
         raise StyleGANError(f"--source: {path} cannot be read ({exc}); download it again") from None
-    # Header: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, then each size as a
-    # big-endian uint32.
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] != ndim or len(raw) < 4 + 4 * ndim:
-        raise StyleGANError(f"--source: {path} is not an IDX file of {ndim}-D unsigned bytes; check that it is MNIST-style data")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    body = raw[4 + 4 * ndim:]
-    if len(body) != int(np.prod(shape)):
-        raise StyleGANError(f"--source: {path} holds {len(body)} bytes of data but its header says {shape}; it is truncated or damaged")
+    if len(body) != size or extra:
+        held = f"{len(body)} bytes" if not extra else "more"
+        raise StyleGANError(f"--source: {path} holds {held} of data but its header says {shape}; it is truncated or damaged")
     return np.frombuffer(body, np.uint8).reshape(shape)
 
 
@@ -237,7 +265,7 @@ def _unpickle(data: bytes) -> dict:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _cifar10_source(path: Path) -> Source:
+def _cifar10_source(path: Path, max_file_bytes: int) -> Source:
     wanted = set(_CIFAR_TRAIN) | {f"{_CIFAR_DIR}/batches.meta"}
     found: dict[str, dict] = {}
     try:
@@ -245,12 +273,21 @@ def _cifar10_source(path: Path) -> Source:
             for member in tar:
                 name = normalize_name(member.name)
                 if name in wanted and member.isfile():
-                    found[name] = _unpickle(tar.extractfile(member).read())
+                    if member.size > max_file_bytes:        # a real batch is 31 MB
+                        raise FileTooLarge(f"{name} holds {member.size:,} bytes")
+                    found[name] = _unpickle(read_at_most(tar.extractfile(member), max_file_bytes))
     except (*ARCHIVE_ERRORS, pickle.UnpicklingError, ValueError, KeyError, TypeError) as exc:
         raise StyleGANError(f"--source {path}: not a readable CIFAR-10 python tarball ({exc}); download it again") from None
     missing = [n for n in _CIFAR_TRAIN if n not in found]
     if missing:
         raise StyleGANError(f"--source {path}: the CIFAR-10 tarball lacks {', '.join(missing)}; download it again")
+    for n in _CIFAR_TRAIN:
+        # Only an array and a flat list of ints: nested lists that share parts (a few KB of pickle) would
+        # expand into gigabytes when turned into an array.
+        data, labels = found[n].get("data"), found[n].get("labels")
+        if not (isinstance(data, np.ndarray) and isinstance(labels, list) and all(type(v) is int for v in labels)):
+            raise StyleGANError(f"--source {path}: {n} is not a CIFAR-10 batch (an array of pixels and a list of "
+                                "labels); download it again")
     try:
         # Rows are 3072 bytes: the red plane, then green, then blue, each 32x32 in row-major order.
         batches = [np.asarray(found[n]["data"], np.uint8).reshape(-1, 3, 32, 32) for n in _CIFAR_TRAIN]
