@@ -18,12 +18,41 @@ import pytest
 import torch
 
 from stylegan.training import prepare_config, train
-from stylegan.training.state import HANG_ENV
 from test_train_common import flags, only_run, state_tensors, write_dataset
 
 GOLDEN = Path(__file__).parent / "golden" / "train_losses.json"
 STEPS = 6                   # batch 8: kimg 0.048
 RUN = dict(kimg=STEPS * 8 / 1000, tick=0.008, snap=3, seed=3)       # one tick per step, a snapshot every 3
+
+# `stylegan train` in a process whose 2nd training-state write stalls halfway through its temporary file, so
+# that the test can SIGKILL it mid-snapshot. The stall is patched in here; the library has no hook for it.
+STALLING_TRAIN = """
+import contextlib, runpy, sys, time
+import stylegan.training.state as state
+
+real_write, writes = state.atomic_write, 0
+
+class Stall:
+    def __init__(self, f):
+        self.f = f
+    def write(self, data):
+        self.f.write(data[: len(data) // 2])
+        self.f.flush()
+        print("[stalled] inside a training-state write", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(1)
+
+@contextlib.contextmanager
+def stalling_write(path, mode="wb"):
+    global writes
+    writes += 1
+    with real_write(path, mode) as f:
+        yield Stall(f) if writes == 2 else f
+
+state.atomic_write = stalling_write
+sys.argv = ["stylegan", *sys.argv[1:]]
+runpy.run_module("stylegan", run_name="__main__")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +93,14 @@ def test_sigkill_during_snapshot_resumes_from_last_complete_state(tmp_path, data
     args = []
     for k, v in flags(outdir, dataset, **RUN).items():
         args += [f"--{k.replace('_', '-')}", str(v)]
-    # The test hook (stylegan/training/state.py) stalls the 2nd state write halfway through its temporary file.
-    env = dict(os.environ, **{HANG_ENV: "2"})
-    proc = subprocess.Popen([sys.executable, "-m", "stylegan", "train", *args], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", STALLING_TRAIN, "train", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 300
         for line in proc.stderr:
-            if "[test hook]" in line or time.time() > deadline:
+            if "[stalled]" in line or time.time() > deadline:
                 break
-        assert proc.poll() is None, "the run ended before the hook paused it"
+        assert proc.poll() is None, "the run ended before its second state write stalled"
         run_dir = only_run(outdir)
         assert list(run_dir.glob(".training-state-*.tmp*")), "no half-written state to be killed over"
     finally:

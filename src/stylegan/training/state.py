@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +36,6 @@ from stylegan.core.files import atomic_write
 
 FORMAT_KEY = "stylegan_training_state"
 FORMAT_VERSION = "1"
-
-# Test-only hook (see tests/test_train_resume.py): when set to N, the N-th state write in this process writes
-# half of its temporary file, prints a marker line to stderr, and then sleeps so that the test can SIGKILL it
-# mid-snapshot. It has no effect unless the environment variable is set.
-HANG_ENV = "STYLEGAN_TEST_HANG_IN_STATE_WRITE"
-_writes_in_process = 0
 
 
 @dataclass
@@ -113,8 +105,6 @@ def restore_rng(state: TrainingState) -> None:
 def save_training_state(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *, config: dict[str, Any],
                         counters: dict[str, Any], optimizers: dict[str, Any]) -> Path:
     """Write a training state atomically (temporary file, fsync, rename)."""
-    global _writes_in_process
-    _writes_in_process += 1
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     tensors.update(rng_tensors())
     metadata = {
@@ -127,13 +117,6 @@ def save_training_state(path: str | os.PathLike, tensors: dict[str, torch.Tensor
     data = safetensors.torch.save(tensors, metadata=metadata)
     path = Path(path)
     with atomic_write(path, "wb") as f:
-        hang_at = os.environ.get(HANG_ENV)
-        if hang_at and int(hang_at) == _writes_in_process:
-            f.write(data[: len(data) // 2])
-            f.flush()
-            print(f"[test hook] {HANG_ENV}: paused inside the write of {path.name}", file=sys.stderr, flush=True)
-            while True:
-                time.sleep(1)
         f.write(data)
     return path
 
