@@ -31,44 +31,57 @@ def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
 
 
 class TrackedBuffers:
-    """Makes G's self-updating buffers independent of how a step's batch is split into chunks and ranks.
+    """Makes G's self-updating buffers follow the run's accumulation mode, and keeps them equal on every rank.
 
-    Every chunk starts from the buffer values at the start of the phase; at the end the buffers are the average of
-    what each chunk produced, across ranks too. For an update x <- lerp(mean(batch), x, beta) this equals one
-    update with the mean of the whole batch. With a single chunk on a single process it is a no-op.
+    mean (the default): every chunk starts from the buffer values at the start of the phase; at the end the
+    buffers are the average of what each chunk produced, across ranks too. For an update
+    x <- lerp(mean(batch), x, beta) this equals one update with the mean of the whole batch, however the step
+    is split. With a single chunk on a single process it is a no-op.
+
+    per_chunk (--accumulate nvidia): the buffers advance once per chunk, each chunk continuing from the last, as
+    in NVIDIA's loop; only the ranks' results are averaged at the end (NVIDIA leaves them to drift apart, which
+    a training state saved by rank 0 could not resume exactly).
     """
 
-    def __init__(self, module: torch.nn.Module, chunks: int):
+    def __init__(self, module: torch.nn.Module, chunks: int, per_chunk: bool = False):
         self.buffers = [b for name, b in module.named_buffers() if _TRACKED_BUFFER.search(name)
                         and b.is_floating_point()]
-        self.active = bool(self.buffers) and (chunks > 1 or dist.get_world_size() > 1)
+        self.per_chunk = per_chunk
+        self.active = bool(self.buffers) and (dist.get_world_size() > 1 or (chunks > 1 and not per_chunk))
+        self._restart = self.active and not per_chunk       # every chunk starts again from the phase's start
         self._start: list[torch.Tensor] = []
         self._sum: list[torch.Tensor] = []
         self._chunks = 0
 
     def begin(self) -> None:
-        if self.active:
+        if self._restart:
             self._start = [b.detach().clone() for b in self.buffers]
             self._sum = [torch.zeros_like(b) for b in self.buffers]
             self._chunks = 0
 
     @torch.no_grad()
     def before_chunk(self) -> None:
-        if self.active:
+        if self._restart:
             for b, s in zip(self.buffers, self._start):
                 b.copy_(s)
 
     @torch.no_grad()
     def after_chunk(self) -> None:
-        if self.active:
+        if self._restart:
             for acc, b in zip(self._sum, self.buffers):
                 acc.add_(b)
             self._chunks += 1
 
     @torch.no_grad()
     def end(self) -> None:
-        if self.active and self._chunks > 0:
+        if not self.active:
+            return
+        if self._restart:
+            if self._chunks == 0:
+                return
             flat = torch.cat([s.flatten() for s in self._sum]) / self._chunks
-            dist.all_reduce_mean_(flat)
-            for b, v in zip(self.buffers, flat.split([b.numel() for b in self.buffers])):
-                b.copy_(v.reshape(b.shape))
+        else:
+            flat = torch.cat([b.flatten() for b in self.buffers])
+        dist.all_reduce_mean_(flat)
+        for b, v in zip(self.buffers, flat.split([b.numel() for b in self.buffers])):
+            b.copy_(v.reshape(b.shape))

@@ -6,13 +6,17 @@ StyleGAN", Sec. 3.1 and 3.2):
     Greg   path length penalty on a shrunk batch:       w_pl * (|J_w^T y| - a)^2         (eq. 4)
     Dmain  D separates reals from fakes:                softplus(D(G(z))) + softplus(-D(x))
     Dreg   R1 penalty on reals:                         gamma / 2 * |grad_x D(x)|^2       (Mescheder et al. 2018)
-A phase's gradient is accumulated over the batch_gpu chunks of one step: every chunk adds
-mean(loss) * gain / chunks, so the result is the gradient of the mean over the whole batch, whatever the chunking.
+A phase's gradient is accumulated over the batch_gpu chunks of one step, in one of two ways (--accumulate):
 
-Running statistics that NVIDIA updates chunk by chunk (the path length mean a, and G's w_avg and magnitude EMAs,
-see ema.TrackedBuffers) are updated here from the value at the start of the phase in every chunk and then
-averaged over chunks and ranks. With one chunk on one process this is NVIDIA's update exactly; with more it
-is the same whatever the split, which is what makes N processes equal to one.
+    mean    every chunk adds mean(loss) * gain / chunks, so the result is the gradient of the mean over the
+            whole batch, whatever the chunking. Running statistics that NVIDIA updates chunk by chunk (the path
+            length mean a, and G's w_avg and magnitude EMAs, see ema.TrackedBuffers) are updated from the value
+            at the start of the phase in every chunk and then averaged over chunks and ranks. With one chunk on
+            one process this is NVIDIA's update exactly; with more it is the same whatever the split, which is
+            what makes N processes equal to one.
+    nvidia  NVIDIA's loop under gradient accumulation: every chunk adds mean(loss) * gain (the chunk gradients
+            are summed), and the statistics advance once per chunk, each chunk continuing from the last. Only
+            the ranks' values are averaged at the end of the phase, so that every rank holds the same state.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from stylegan.training.config import LossOptions
 from stylegan.training.stats import TrainingStats
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
+ACCUMULATE_MODES = ("mean", "nvidia")       # see the module docstring
 
 
 class StyleGANLoss:
@@ -37,12 +42,14 @@ class StyleGANLoss:
                  options: LossOptions,                          # weights, intervals, blur schedule
                  augment_pipe: torch.nn.Module | None = None,   # applied to every image D sees (ADA)
                  ada=None,                                      # AdaController fed with D's logits for reals
+                 per_chunk: bool = False,                       # --accumulate nvidia: a advances once per chunk
                  ):
         self.G = G
         self.D = D
         self.options = options
         self.augment_pipe = augment_pipe
         self.ada = ada
+        self.per_chunk = per_chunk
         device = next(G.parameters()).device
         self._nonfinite = torch.zeros([], dtype=torch.bool, device=device)   # a main loss was NaN/Inf this step
         self.pl_mean = torch.zeros([], device=device)       # running mean a of the path lengths
@@ -138,8 +145,14 @@ class StyleGANLoss:
                                            create_graph=True, only_inputs=True)[0]          # [n, num_ws, w_dim]
             pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()                            # [n]
             pl_mean = self._pl_mean_start.lerp(pl_lengths.mean(), o.pl_decay)
-            self._pl_mean_sum += pl_mean.detach()
-            self._pl_chunks += 1
+            if self.per_chunk:
+                # NVIDIA's order: the next chunk continues from this one's a; the phase ends with the last a.
+                self._pl_mean_start = pl_mean.detach()
+                self._pl_mean_sum.copy_(pl_mean.detach())
+                self._pl_chunks = 1
+            else:
+                self._pl_mean_sum += pl_mean.detach()
+                self._pl_chunks += 1
             pl_penalty = (pl_lengths - pl_mean).square()
             loss_Gpl = pl_penalty * o.pl_weight
             stats.add("pl_penalty", pl_penalty)

@@ -1,8 +1,9 @@
 """One training run's networks, optimizers and counters; `step()` trains on one global minibatch.
 
 Order of operations per step (NVIDIA's training loop): Gmain, Greg (every pl_interval steps), Dmain, Dreg (every
-r1_interval steps), each phase zeroing, accumulating, averaging across ranks and applying its gradient; then
-the G_ema update, the counters, and ADA's p.
+r1_interval steps), each phase zeroing, accumulating (over batch_gpu chunks: the mean of the chunks, or with
+--accumulate nvidia their sum; see loss.py), averaging across ranks and applying its gradient; then the G_ema
+update, the counters, and ADA's p.
 
 Randomness. Everything random at a step is a function of the seed and the image count nimg, never of the
 process layout:
@@ -28,12 +29,13 @@ import torch
 
 from stylegan.augment import build_augment
 from stylegan.core import dist
+from stylegan.core.errors import UsageError
 from stylegan.core.misc import derive_seed
 from stylegan.data import InfiniteSampler
 from stylegan.networks import build_from_config, discriminator_config, generator_config
 from stylegan.training.config import TrainingConfig
 from stylegan.training.ema import TrackedBuffers, ema_beta, update_ema
-from stylegan.training.loss import StyleGANLoss
+from stylegan.training.loss import ACCUMULATE_MODES, StyleGANLoss
 from stylegan.training.state import TrainingState, load_optimizer, module_tensors, optimizer_tensors, restore_rng
 from stylegan.training.stats import TrainingStats
 
@@ -58,6 +60,14 @@ def network_configs(config: TrainingConfig):
     dc = discriminator_config(n.cfg, d.resolution, d.label_dim, cbase=n.cbase, cmax=n.cmax,
                               mbstd_group=n.mbstd_group, freezed=n.freezed, fp16=fp16, img_channels=d.channels)
     return g, dc
+
+
+def accumulate_mode(config: TrainingConfig) -> str:
+    """--accumulate: 'mean' (the default) or 'nvidia'; see loss.py."""
+    mode = getattr(config.loss, "accumulate", "mean")       # read with a default until LossOptions has the field
+    if mode not in ACCUMULATE_MODES:
+        raise UsageError(f"--accumulate {mode}: choose one of {', '.join(ACCUMULATE_MODES)}")
+    return mode
 
 
 class _RankBatches:
@@ -112,10 +122,12 @@ class Trainer:
 
         # ADA (Karras et al. 2020): D sees reals and fakes through the same augmentations, p set by the controller.
         self.augment_pipe, self.ada = build_augment(c.augment, batch_size=c.run.batch, device=device)
-        self.loss = StyleGANLoss(self.G, self.D, c.loss, self.augment_pipe, ada=self.ada)
+        # --accumulate nvidia: chunk gradients summed and running statistics advanced once per chunk (loss.py).
+        self.per_chunk = accumulate_mode(c) == "nvidia"
+        self.loss = StyleGANLoss(self.G, self.D, c.loss, self.augment_pipe, ada=self.ada, per_chunk=self.per_chunk)
         if c.run.compile:
             self.loss.compile()
-        self.tracked = TrackedBuffers(self.G, self.chunks)
+        self.tracked = TrackedBuffers(self.G, self.chunks, per_chunk=self.per_chunk)
         self.stats = TrainingStats(device)
         # bf16: autocast on CUDA or the CPU (prepare.py refuses devices without bfloat16).
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if c.network.precision == "bf16"
@@ -188,6 +200,9 @@ class Trainer:
         for p in phase.params:
             p.requires_grad_(True)
         tracked = phase.name == "Dmain"     # the phase that runs G with update_emas=True
+        # Lazy regularisation scales the gradient by the interval; the chunks' gradients are averaged, or with
+        # --accumulate nvidia summed as in NVIDIA's loop (there the gain is not divided by the chunk count).
+        gain = phase.interval if self.per_chunk else phase.interval / self.chunks
         self.loss.begin_phase(phase.name)
         if tracked:
             self.tracked.begin()
@@ -197,7 +212,7 @@ class Trainer:
                 self.tracked.before_chunk()
             with self.autocast:
                 self.loss.accumulate_gradients(phase.name, real_img[j], real_c[j], gen_z[j], gen_c[j],
-                                               gain=phase.interval / self.chunks, nimg=self.nimg, stats=self.stats)
+                                               gain=gain, nimg=self.nimg, stats=self.stats)
             if tracked:
                 self.tracked.after_chunk()
         self.loss.end_phase(phase.name)

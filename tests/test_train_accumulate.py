@@ -1,0 +1,159 @@
+"""Gradient accumulation (a step in several batch_gpu chunks) in its two modes, --accumulate mean and nvidia.
+
+mean (the default) averages the chunks: the chunk gradients, and the path length mean a and G's w_avg each updated
+from the phase's start and then averaged. nvidia is NVIDIA's loop: the chunk gradients are summed, and a and w_avg
+advance once per chunk, each chunk continuing from the last. The expected values are computed here from the
+formulas (StyleGAN2 eq. 4's running mean, the mapping's w_avg lerp) from what each chunk saw in a real step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylegan.augment import AugmentConfig
+from stylegan.data import ImageDataset
+from stylegan.training.config import DataOptions, LossOptions, NetworkOptions, RunOptions, TrainingConfig
+from stylegan.training.ema import TrackedBuffers
+from stylegan.training.trainer import Trainer
+from test_train_common import write_dataset
+
+CHUNKS = 2
+
+
+def tiny_config(data: Path, accumulate: str) -> TrainingConfig:
+    """Tiny StyleGAN2 at 16x16, batch 8 in two chunks of 4, every phase in the first step (Greg's and Dreg's too)."""
+    config = TrainingConfig(
+        network=NetworkOptions(cfg="stylegan2", cbase=1024, cmax=32, map_depth=2, precision="fp32"),
+        loss=LossOptions(r1_gamma=1.0, style_mixing_prob=0.9, pl_weight=2.0, pl_interval=4),
+        augment=AugmentConfig(mode="noaug"),
+        data=DataOptions(path=str(data), name="blobs", resolution=16, channels=3, size=16, workers=0),
+        run=RunOptions(batch=8, batch_gpu=8 // CHUNKS, device="cpu", seed=2))
+    config.loss.accumulate = accumulate
+    return config
+
+
+def record_step(data: Path, accumulate: str, pl_mean: float, w_avg_seed: int) -> dict:
+    """One step from a running mean a = pl_mean and a random w_avg, recording what each chunk saw."""
+    seen = {"pl_grads": [], "w": [], "Gmain_grads": None}
+    with ImageDataset(str(data)) as dataset:
+        trainer = Trainer(tiny_config(data, accumulate), dataset, torch.device("cpu"))
+        mapping = trainer.G.mapping
+        trainer.loss.pl_mean.fill_(pl_mean)
+        mapping.w_avg.copy_(torch.randn(mapping.w_avg.shape, generator=torch.Generator().manual_seed(w_avg_seed)))
+        start = {"pl_mean": trainer.loss.pl_mean.clone(), "w_avg": mapping.w_avg.clone()}
+
+        def on_mapping(module, args, kwargs, ws):
+            if kwargs.get("update_emas"):
+                seen["w"].append(ws[:, 0].detach().clone())         # [N, w_dim]: the w whose mean w_avg tracks
+
+        real_grad = torch.autograd.grad
+
+        def spy_grad(outputs, inputs, **kwargs):
+            grads = real_grad(outputs, inputs, **kwargs)
+            if grads[0].ndim == 3:                                  # d(img * y) / d ws: Greg's, per chunk
+                seen["pl_grads"].append(grads[0].detach().clone())
+            return grads
+
+        real_step = trainer.opt_G.step
+
+        def spy_step(*args, **kwargs):
+            if seen["Gmain_grads"] is None:                         # the first G step of the run is Gmain's
+                seen["Gmain_grads"] = [p.grad.clone() for p in trainer.phases[0].params]
+            return real_step(*args, **kwargs)
+
+        hook = mapping.register_forward_hook(on_mapping, with_kwargs=True)
+        trainer.opt_G.step = spy_step
+        torch.autograd.grad = spy_grad
+        try:
+            trainer.step()
+        finally:
+            torch.autograd.grad = real_grad
+            hook.remove()
+    return {**seen, "start": start, "pl_mean": trainer.loss.pl_mean.clone(), "w_avg": mapping.w_avg.clone(),
+            "pl_decay": trainer.config.loss.pl_decay, "w_avg_beta": mapping.w_avg_beta}
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    data = write_dataset(tmp_path_factory.mktemp("data") / "blobs.zip", count=16)
+    return {mode: record_step(data, mode, pl_mean=0.3, w_avg_seed=1) for mode in ("mean", "nvidia")}
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    return a + (b - a) * t
+
+
+def expected_pl_mean(run: dict, per_chunk: bool) -> torch.Tensor:
+    a0, decay = run["start"]["pl_mean"].double(), run["pl_decay"]
+    # |J_w^T y| per image: the gradient's squared norm summed over w's dimensions, averaged over the ws, rooted.
+    means = [g.double().square().sum(2).mean(1).sqrt().mean() for g in run["pl_grads"]]
+    if not per_chunk:
+        return torch.stack([lerp(a0, m, decay) for m in means]).mean()
+    a = a0
+    for m in means:
+        a = lerp(a, m, decay)
+    return a
+
+
+def expected_w_avg(run: dict, per_chunk: bool) -> torch.Tensor:
+    w0, beta = run["start"]["w_avg"].double(), run["w_avg_beta"]
+    means = [w.double().mean(0) for w in run["w"]]
+    if not per_chunk:
+        return torch.stack([lerp(m, w0, beta) for m in means]).mean(0)
+    w = w0
+    for m in means:
+        w = lerp(m, w, beta)
+    return w
+
+
+@pytest.mark.slow                   # with the fixture: two trainers and a step of each, about 15 s of CPU
+@pytest.mark.parametrize("mode", ["mean", "nvidia"])
+def test_pl_mean_and_w_avg_follow_the_modes_formula(steps, mode):
+    run = steps[mode]
+    assert len(run["pl_grads"]) == CHUNKS and len(run["w"]) == CHUNKS
+    for key, expected in (("pl_mean", expected_pl_mean), ("w_avg", expected_w_avg)):
+        start = run["start"][key].double()
+        moved = run[key].double() - start
+        want, other = expected(run, mode == "nvidia") - start, expected(run, mode != "nvidia") - start
+        # Compared as the update (new - old), which the two modes make about 1x and 2x as large.
+        torch.testing.assert_close(moved, want, rtol=1e-4, atol=1e-7, msg=key)
+        assert (moved - other).abs().max() > 100 * (moved - want).abs().max() + 1e-6, key
+
+
+@pytest.mark.slow
+def test_nvidia_sums_the_chunk_gradients_and_mean_averages_them(steps):
+    # Gmain is the step's first phase: both modes start it from the same networks, latents and noise.
+    for mean, summed in zip(steps["mean"]["Gmain_grads"], steps["nvidia"]["Gmain_grads"]):
+        torch.testing.assert_close(summed, CHUNKS * mean, rtol=1e-5, atol=1e-9)
+
+
+class _Tracker(torch.nn.Module):
+    """A stand-in for StyleGAN3's layers: magnitude_ema follows the mean square of the input, as they do."""
+
+    def __init__(self, beta: float):
+        super().__init__()
+        self.beta = beta
+        self.register_buffer("magnitude_ema", torch.ones([]))
+
+    def forward(self, x: torch.Tensor) -> None:
+        self.magnitude_ema.copy_(x.square().mean().lerp(self.magnitude_ema, self.beta))
+
+
+@pytest.mark.parametrize("per_chunk", [False, True])
+def test_tracked_buffers_restart_or_continue_per_chunk(per_chunk):
+    beta, chunks = 0.9, [torch.full([4], 2.0), torch.full([4], 3.0)]       # mean squares 4 and 9
+    module = _Tracker(beta)
+    tracked = TrackedBuffers(module, chunks=len(chunks), per_chunk=per_chunk)
+    tracked.begin()
+    for x in chunks:
+        tracked.before_chunk()
+        module(x)
+        tracked.after_chunk()
+    tracked.end()
+    if per_chunk:       # NVIDIA's: 4 -> 1 + 0.1 (4 - 1) = 1.3, then 1.3 + 0.1 (9 - 1.3) = 2.07
+        want = lerp(lerp(1.0, 4.0, 1 - beta), 9.0, 1 - beta)
+    else:               # each chunk from 1, averaged: (1.3 + 1.8) / 2 = 1.55
+        want = (lerp(1.0, 4.0, 1 - beta) + lerp(1.0, 9.0, 1 - beta)) / 2
+    assert float(module.magnitude_ema) == pytest.approx(want, rel=1e-6)
