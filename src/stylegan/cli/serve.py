@@ -20,8 +20,10 @@ from stylegan.cli.common import device_option
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port (0 = any free port).")
 @click.option("--max-size", type=click.IntRange(16, 8192), default=2048, show_default=True, metavar="PX",
               help="Largest image edge a request may ask for.")
+@click.option("--load-timeout", type=click.FloatRange(1, 3600), default=60, show_default=True, metavar="SECONDS",
+              help="Answer 503 when a network takes longer to load (a damaged or hostile file); the page stays usable.")
 @device_option
-def command(networks, models_dir, directions, export_dir, host, port, max_size, device):
+def command(networks, models_dir, directions, export_dir, host, port, max_size, load_timeout, device):
     """Serve the visualizer: a web page to explore networks (seeds, truncation, StyleGAN3 translate/rotate, style
     mixing, latent directions, layer activations, FFT) that works over an SSH tunnel.
 
@@ -36,7 +38,7 @@ def command(networks, models_dir, directions, export_dir, host, port, max_size, 
 
     config = ServeConfig(networks=list(networks), models_dir=models_dir, directions=list(directions),
                          export_dir=export_dir, host=host, port=port, device=str(resolve_device(device)),
-                         max_size=max_size)
+                         max_size=max_size, load_timeout=load_timeout)
     app = create_app(config)                # checks every path and flag before the port is bound
     sock = bind(host, port)
     port = sock.getsockname()[1]

@@ -194,5 +194,8 @@ def _client(value: Any) -> str | None:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:                      # a list nested a few hundred deep, still under json's own limit
+        return "a deeply nested value"
     return text if len(text) <= 40 else text[:37] + "..."

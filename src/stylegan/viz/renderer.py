@@ -15,8 +15,11 @@ import collections
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import re
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,9 @@ from stylegan.viz.inspect import (
 from stylegan.viz.params import DEFAULT_MAX_IMAGE_SIZE, ParamError, RenderParams
 from stylegan.viz.sources import AllowedFiles, Source
 
+log = logging.getLogger("stylegan.viz")
 DEFAULT_CACHE_SIZE = 4              # networks kept in memory
+DEFAULT_LOAD_TIMEOUT = 60.0         # seconds a network may take to load before the request is answered 503
 
 
 @dataclass(frozen=True)
@@ -57,14 +62,40 @@ class _Network:
         self.layers: list[LayerInfo] | None = None      # found on first use (one forward pass)
 
 
+class _Load:
+    """load_network on a thread of its own, so that a file built to load forever (a pickle that expands without
+    end) holds neither the render worker nor the requests behind it. Python cannot stop a thread: one that runs
+    past its time is kept here, and its result used if it ever finishes."""
+
+    def __init__(self, location: str, device: torch.device):
+        self.done = threading.Event()
+        self.result: torch.nn.Module | None = None
+        self.error: BaseException | None = None
+        self.started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, args=(location, device), name="stylegan-load", daemon=True)
+        self._thread.start()
+
+    def _run(self, location: str, device: torch.device) -> None:
+        try:
+            from stylegan.io import load_network
+            self.result = load_network(location, what="g_ema", device=device)
+        except BaseException as exc:                    # handed to the request that waits for it
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 class Renderer:
     def __init__(self,
                  files: AllowedFiles,                       # what may be loaded
                  device: str | torch.device = "auto",       # auto | cpu | cuda | mps
                  cache_size: int = DEFAULT_CACHE_SIZE,      # networks kept loaded
                  max_size: int = DEFAULT_MAX_IMAGE_SIZE,    # longest edge of any returned image, px
-                 export_dir: str | os.PathLike | None = None):  # where export() may write; None = export off
+                 export_dir: str | os.PathLike | None = None,   # where export() may write; None = export off
+                 load_timeout: float = DEFAULT_LOAD_TIMEOUT):    # seconds to wait for a network to load
         self.files = files
+        self.load_timeout = load_timeout
+        self._loads: dict[str, _Load] = {}              # loads that ran past load_timeout, by location
         self.device = resolve_device(device)
         self.cache_size = cache_size
         self.max_size = max_size
@@ -81,12 +112,22 @@ class Renderer:
         if net is not None:
             self._networks.move_to_end(source.location)
             return net, 0.0
-        start = time.perf_counter()
-        from stylegan.io import load_network
-        try:
-            G = load_network(source.location, what="g_ema", device=self.device)
-        except StyleGANError as exc:
-            raise ParamError("network", f"cannot load {name!r}: {exc}") from None
+        load = self._loads.get(source.location) or _Load(source.location, self.device)
+        if not load.done.wait(self.load_timeout):
+            self._loads[source.location] = load         # one runaway load per file, never a pile of them
+            raise ParamError("network", f"{name!r} did not load within {self.load_timeout:g} s (still loading after "
+                                        f"{time.perf_counter() - load.started:.0f} s); the file may be damaged or "
+                                        "built to exhaust the server, or too large for this machine", 503)
+        self._loads.pop(source.location, None)
+        if load.error is not None:
+            # The message, not the type: every reader error names what is wrong with the file. Anything else
+            # (a bug in a reader, a hostile file that reaches one) is still the file's fault as far as the page
+            # can tell, so it is a 422 too; the log keeps the details.
+            if not isinstance(load.error, (StyleGANError, MemoryError)):
+                log.warning("loading %s failed", source.location, exc_info=load.error)
+            raise ParamError("network", f"cannot load {name!r}: {self._public(load.error, source)}") from None
+        G = load.result
+        start = load.started
         if not hasattr(G, "mapping") or not hasattr(G, "synthesis"):
             raise ParamError("network", f"{name!r} holds no generator")
         net = _Network(G.eval().requires_grad_(False), source)
@@ -94,6 +135,19 @@ class Renderer:
         while len(self._networks) > self.cache_size:
             self._networks.popitem(last=False)
         return net, (time.perf_counter() - start) * 1000
+
+    def _public(self, exc: BaseException, source: Source) -> str:
+        """An error message fit to send to the page: one line, with no path of this machine in it (the file is
+        named as the request named it, --models-dir by its flag)."""
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, StyleGANError):
+            text = f"{type(exc).__name__}: {text}"
+        text = text.replace(source.location, source.name)
+        if self.files.models_dir is not None:
+            text = text.replace(str(self.files.models_dir), "--models-dir")
+        text = _ABSOLUTE_PATH.sub(lambda m: m.group(1) + "…/" + m.group(2), text)
+        text = " ".join(text.split())
+        return text if len(text) <= 500 else text[:497] + "..."
 
     def _layers(self, net: _Network) -> list[LayerInfo]:
         if net.layers is None:
@@ -109,8 +163,10 @@ class Renderer:
         if key not in self._directions:
             try:
                 self._directions[key] = load_directions(source.location, G.num_ws, flag="directions")
-            except StyleGANError as exc:
-                raise ParamError("directions", str(exc)) from None
+            except Exception as exc:                    # numpy and zipfile raise many kinds for a hostile file
+                if not isinstance(exc, StyleGANError):
+                    log.warning("loading %s failed", source.location, exc_info=exc)
+                raise ParamError("directions", f"cannot load {name!r}: {self._public(exc, source)}") from None
         d = self._directions[key]
         if d.num_ws != G.num_ws or d.vectors.shape[1] != G.w_dim:
             raise ParamError("directions", f"{name!r} was made for a network with {d.num_ws} layers of "
@@ -297,6 +353,10 @@ class Renderer:
         if p.size is not None and p.size != G.img_resolution:
             notes.append(f"It writes the image at the network's {G.img_resolution} px, not the {p.size} px shown.")
         return notes
+
+
+# A POSIX or Windows absolute path with at least one folder: the folders are dropped, the file name kept.
+_ABSOLUTE_PATH = re.compile(r"(^|[\s'\"(=])(?:/|[A-Za-z]:\\)(?:[^\s'\"/\\]+[/\\])+([^\s'\"/\\]*)")
 
 
 def _rounded_flags(p: RenderParams, psi: bool = True) -> list[str]:

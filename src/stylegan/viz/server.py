@@ -38,7 +38,7 @@ except ImportError as _err:                   # pragma: no cover - exercised onl
 import stylegan
 from stylegan.core.errors import UsageError
 from stylegan.viz.params import DEFAULT_MAX_IMAGE_SIZE, MAX_STRENGTHS, ParamError, RenderParams
-from stylegan.viz.renderer import DEFAULT_CACHE_SIZE, Renderer
+from stylegan.viz.renderer import DEFAULT_CACHE_SIZE, DEFAULT_LOAD_TIMEOUT, Renderer
 from stylegan.viz.sources import AllowedFiles
 from stylegan.viz.worker import DEFAULT_MAX_PENDING, Busy, RenderWorker, Superseded
 
@@ -46,6 +46,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_MAX_BODY = 64 * 1024        # bytes in one request body; a render request is a few hundred
+DEFAULT_BODY_TIMEOUT = 10.0         # seconds for a request body to arrive once its headers have
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # The page loads nothing from anywhere else; the browser enforces it.
 CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
@@ -67,6 +68,8 @@ class ServeConfig:
     cache_size: int = DEFAULT_CACHE_SIZE                  # networks kept loaded
     max_body: int = DEFAULT_MAX_BODY                      # bytes per request body
     max_pending: int = DEFAULT_MAX_PENDING                # render jobs waiting at once (more: 429)
+    body_timeout: float = DEFAULT_BODY_TIMEOUT            # seconds for a body to arrive (a short one: 400)
+    load_timeout: float = DEFAULT_LOAD_TIMEOUT            # --load-timeout: seconds to load a network (more: 503)
     allowed_hosts: list[str] | None = None                # Host headers answered; None = loopback names when
                                                           # bound to loopback, anything otherwise
 
@@ -80,12 +83,14 @@ def is_loopback(host: str) -> bool:
 
 
 class _Guard:
-    """ASGI middleware: refuse request bodies over the limit (413) and Host headers not allowed (400; against DNS
-    rebinding, a web page elsewhere reaching this server through the user's browser)."""
+    """ASGI middleware: refuse request bodies over the limit (413), bodies that do not arrive in time, such as one
+    shorter than its Content-Length (400), and Host headers not allowed (400; against DNS rebinding, a web page
+    elsewhere reaching this server through the user's browser)."""
 
-    def __init__(self, app, max_body: int, allowed_hosts: list[str] | None):
+    def __init__(self, app, max_body: int, allowed_hosts: list[str] | None, body_timeout: float = DEFAULT_BODY_TIMEOUT):
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
 
     async def __call__(self, scope, receive, send):
@@ -102,8 +107,15 @@ class _Guard:
             return await _send_json(send, 413, _too_large(self.max_body))
         # Read the whole body up front (bodies here are small), counting, whatever the client declared.
         chunks, size, more = [], 0, True
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except asyncio.TimeoutError:
+                said = f"its Content-Length says {declared} bytes; " if declared is not None else ""
+                return await _send_json(send, 400, {
+                    "error": f"request body incomplete: {size} bytes arrived in {self.body_timeout:g} s; {said}"
+                             "send the whole body at once", "field": "body"})
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -160,7 +172,7 @@ def create_app(config: ServeConfig) -> "fastapi.FastAPI":
     """The ASGI app. Loads nothing yet: networks load on first use. Raises UsageError for bad configuration."""
     files = AllowedFiles(config.networks, config.models_dir, config.directions)
     renderer = Renderer(files, device=config.device, cache_size=config.cache_size, max_size=config.max_size,
-                        export_dir=config.export_dir)
+                        export_dir=config.export_dir, load_timeout=config.load_timeout)
     worker = RenderWorker(max_pending=config.max_pending)
 
     @contextlib.asynccontextmanager
@@ -186,6 +198,8 @@ def create_app(config: ServeConfig) -> "fastapi.FastAPI":
             return json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParamError("body", f"not valid JSON ({exc})", 400) from None
+        except RecursionError:
+            raise ParamError("body", "JSON nested too deeply; a request is a flat object of fields", 400) from None
 
     async def render_params(request: fastapi.Request) -> RenderParams:
         return RenderParams.from_json(await json_body(request), max_size=config.max_size)
@@ -207,8 +221,9 @@ def create_app(config: ServeConfig) -> "fastapi.FastAPI":
 
     @app.exception_handler(Exception)
     async def internal(_request, exc: Exception):
-        log.exception("render failed")
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}", None)
+        # The message stays in the log: it may hold paths of this machine.
+        log.error("request failed", exc_info=exc)
+        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details", None)
 
     @app.middleware("http")
     async def headers(request: fastapi.Request, call_next):
@@ -276,7 +291,7 @@ def create_app(config: ServeConfig) -> "fastapi.FastAPI":
     allowed = config.allowed_hosts
     if allowed is None and is_loopback(config.host):
         allowed = list(LOOPBACK_NAMES)
-    app.add_middleware(_Guard, max_body=config.max_body, allowed_hosts=allowed)
+    app.add_middleware(_Guard, max_body=config.max_body, allowed_hosts=allowed, body_timeout=config.body_timeout)
     return app
 
 
