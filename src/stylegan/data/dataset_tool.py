@@ -227,11 +227,15 @@ def convert_dataset(source: str | os.PathLike, dest: str | os.PathLike, options:
     dest = Path(dest)
     src = open_source(source, opts.max_file_bytes)
     _check_dest(dest, src, opts.overwrite)
+    stale = remove_stale_temporaries(dest)
     if opts.labels_from_subfolders and src.has_builtin_labels:
         raise UsageError(f"--labels-from-subfolders: a {src.kind} source carries its own labels; leave the flag out")
 
     skips = _Skips()
     notes = list(src.notes)
+    if stale:
+        notes.append(f"removed {_plural(len(stale), 'temporary', 'temporaries')} that an interrupted run left "
+                     f"beside --dest: {', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}")
     cands, all_names, label_bytes = _scan(src, opts, skips, progress)
     if opts.labels_from_subfolders:
         for c in cands:
@@ -249,10 +253,6 @@ def convert_dataset(source: str | os.PathLike, dest: str | os.PathLike, options:
     stats: Counter[str] = Counter()
     written: list[tuple[str, Label | None]] = []
     wanted = {c.position: c for c in cands}
-    stale = remove_stale_temporaries(dest)
-    if stale:
-        notes.append(f"removed {_plural(len(stale), 'temporary', 'temporaries')} that an interrupted run left "
-                     f"beside --dest: {', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}")
     total = len(cands) if opts.max_images is None else min(len(cands), opts.max_images)
     with _DatasetWriter(dest) as writer, \
             tqdm(total=total, desc="converting", unit="img", disable=not progress, leave=False) as bar:
@@ -598,10 +598,11 @@ def _temporary_name(dest: Path) -> re.Pattern:
 
 def _lock(path: Path) -> int | None:
     """An open descriptor holding an exclusive lock on `path` (a file or folder), or None if another process holds
-    it. A killed process's locks vanish with it, which is how a later run tells abandoned temporaries from live ones."""
-    fd = os.open(path, os.O_RDONLY)
+    it (or there is no flock). A killed process's locks vanish with it, which is how a later run tells abandoned
+    temporaries from live ones."""
     if fcntl is None:
-        return fd
+        return None
+    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
