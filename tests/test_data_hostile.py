@@ -244,7 +244,8 @@ def test_the_reader_refuses_a_zip_member_that_inflates_past_the_limit(tmp_path, 
 def test_temporaries_of_a_killed_run_are_removed_and_live_ones_kept(tmp_path):
     import fcntl
     dest = tmp_path / "out.zip"
-    stale = [tmp_path / ".out.zip.abcd_123.tmp.zip", tmp_path / ".out.zip.zzzzzzzz.tmp", tmp_path / ".out.zip.q1w2e3r4.old"]
+    names = (".out.zip.abcd_123.tmp.zip", ".out.zip.zzzzzzzz.tmp", ".out.zip.q1w2e3r4.old")
+    stale = [tmp_path / name for name in names]
     stale[0].write_bytes(b"partial")
     stale[1].mkdir()
     (stale[1] / "00000").mkdir()

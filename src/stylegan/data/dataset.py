@@ -59,8 +59,8 @@ class ImageDataset(torch.utils.data.Dataset):
             huge = next((i for i in infos if i.file_size > MAX_FILE_BYTES), None)
             if huge is not None:
                 raise StyleGANError(f"dataset {path}: '{huge.filename}' unpacks to {huge.file_size:,} bytes, more than "
-                                    f"the {MAX_FILE_BYTES / 2 ** 20:g} MiB an image or label file may have; re-create the dataset "
-                                    "with `stylegan dataset`")
+                                    f"the {MAX_FILE_BYTES / 2 ** 20:g} MiB an image or label file may have; "
+                                    "re-create the dataset with `stylegan dataset`")
         elif self.path.exists():
             raise StyleGANError(f"dataset {path}: not a zip or a folder; make one with "
                                 f"`stylegan dataset --source YOUR_IMAGES --dest {self.path.stem}.zip`")

@@ -194,7 +194,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         raise StyleGANError(f"--source: {path} cannot be read ({exc}); download it again") from None
     if len(body) != size or extra:
         held = f"{len(body)} bytes" if not extra else "more"
-        raise StyleGANError(f"--source: {path} holds {held} of data but its header says {shape}; it is truncated or damaged")
+        raise StyleGANError(f"--source: {path} holds {held} of data but its header says {shape}; "
+                            "it is truncated or damaged")
     return np.frombuffer(body, np.uint8).reshape(shape)
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shlex
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ from stylegan.generate.files import prepare_outdir
 from stylegan.viz.inspect import (
     OUTPUT, LayerInfo, activation_image, list_layers, power_spectrum_image, resize, run_capturing)
 from stylegan.viz.params import DEFAULT_MAX_IMAGE_SIZE, ParamError, RenderParams
-from stylegan.viz.sources import AllowedFiles, Source
+from stylegan.viz.isolated import LoadFailed, LoadTimedOut, load_isolated
+from stylegan.viz.sources import AllowedFiles, Source, is_url
 
 log = logging.getLogger("stylegan.viz")
 DEFAULT_CACHE_SIZE = 4              # networks kept in memory
@@ -63,26 +65,45 @@ class _Network:
 
 
 class _Load:
-    """load_network on a thread of its own, so that a file built to load forever (a pickle that expands without
-    end) holds neither the render worker nor the requests behind it. Python cannot stop a thread: one that runs
-    past its time is kept here, and its result used if it ever finishes."""
+    """load_network on a thread of its own, so that a slow file holds neither the render worker nor the requests
+    behind it. Pickles and URLs, which may be built to expand until memory runs out or to load forever, are read
+    by a child process with a time and memory limit (isolated.py), which is killed when its time is up. Our own
+    safetensors are read here; Python cannot stop a thread, so one that runs past its time is kept by the
+    renderer and its result used if it ever finishes."""
 
-    def __init__(self, location: str, device: torch.device):
+    def __init__(self, location: str, device: torch.device, timeout: float):
         self.done = threading.Event()
         self.result: torch.nn.Module | None = None
         self.error: BaseException | None = None
         self.started = time.perf_counter()
-        self._thread = threading.Thread(target=self._run, args=(location, device), name="stylegan-load", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(location, device, timeout), name="stylegan-load",
+                                        daemon=True)
         self._thread.start()
 
-    def _run(self, location: str, device: torch.device) -> None:
+    def _run(self, location: str, device: torch.device, timeout: float) -> None:
+        from stylegan.io import load_network
         try:
-            from stylegan.io import load_network
-            self.result = load_network(location, what="g_ema", device=device)
+            if _untrusted_format(location):
+                with tempfile.TemporaryDirectory(prefix="stylegan-serve-") as folder:
+                    converted = load_isolated(location, Path(folder), timeout)
+                    self.result = load_network(converted, what="g_ema", device=device)
+            else:
+                self.result = load_network(location, what="g_ema", device=device)
         except BaseException as exc:                    # handed to the request that waits for it
             self.error = exc
         finally:
             self.done.set()
+
+
+def _untrusted_format(location: str) -> bool:
+    """Whether the file is read in a child process: a pickle or a URL (which may turn out to be one)."""
+    from stylegan.io.formats import sniff_format
+    if is_url(location):
+        return True
+    try:
+        return sniff_format(location) == "pickle"
+    except OSError:
+        return False
 
 
 class Renderer:
@@ -112,18 +133,19 @@ class Renderer:
         if net is not None:
             self._networks.move_to_end(source.location)
             return net, 0.0
-        load = self._loads.get(source.location) or _Load(source.location, self.device)
-        if not load.done.wait(self.load_timeout):
+        load = self._loads.get(source.location) or _Load(source.location, self.device, self.load_timeout)
+        # A little longer than the child's own limit, so that a child killed on time is reported as such.
+        if not load.done.wait(self.load_timeout + 2):
             self._loads[source.location] = load         # one runaway load per file, never a pile of them
-            raise ParamError("network", f"{name!r} did not load within {self.load_timeout:g} s (still loading after "
-                                        f"{time.perf_counter() - load.started:.0f} s); the file may be damaged or "
-                                        "built to exhaust the server, or too large for this machine", 503)
+            raise self._too_slow(name)
         self._loads.pop(source.location, None)
+        if isinstance(load.error, LoadTimedOut):
+            raise self._too_slow(name)
         if load.error is not None:
             # The message, not the type: every reader error names what is wrong with the file. Anything else
             # (a bug in a reader, a hostile file that reaches one) is still the file's fault as far as the page
             # can tell, so it is a 422 too; the log keeps the details.
-            if not isinstance(load.error, (StyleGANError, MemoryError)):
+            if not isinstance(load.error, (StyleGANError, MemoryError, LoadFailed)):
                 log.warning("loading %s failed", source.location, exc_info=load.error)
             raise ParamError("network", f"cannot load {name!r}: {self._public(load.error, source)}") from None
         G = load.result
@@ -136,11 +158,15 @@ class Renderer:
             self._networks.popitem(last=False)
         return net, (time.perf_counter() - start) * 1000
 
+    def _too_slow(self, name: str) -> ParamError:
+        return ParamError("network", f"{name!r} did not load within {self.load_timeout:g} s; the file may be damaged, "
+                                     "built to exhaust the server, or too large for this machine", 503)
+
     def _public(self, exc: BaseException, source: Source) -> str:
         """An error message fit to send to the page: one line, with no path of this machine in it (the file is
         named as the request named it, --models-dir by its flag)."""
         text = str(exc) or type(exc).__name__
-        if not isinstance(exc, StyleGANError):
+        if not isinstance(exc, (StyleGANError, LoadFailed)):
             text = f"{type(exc).__name__}: {text}"
         text = text.replace(source.location, source.name)
         if self.files.models_dir is not None:
