@@ -2,18 +2,20 @@
 local HTTP server on 127.0.0.1 are used; nothing leaves the machine."""
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import http.server
 import json
 import socket
 import threading
+import time
 
 import pytest
 
 from stylegan.core.errors import StyleGANError
 from stylegan.io.formats import describe_format, sniff_format
-from stylegan.io.sources import cache_dir, cached_path, download, is_url, resolve_source
+from stylegan.io.sources import DownloadError, cache_dir, cached_path, download, is_url, resolve_source
 
 PAYLOAD = b"\x80\x04" + bytes(range(256)) * 64
 
@@ -23,8 +25,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
     lie_about_length: set[str] = set()
 
+    delay_s = 0.0
+
     def do_GET(self):
         self.hits.append(self.path)
+        time.sleep(self.delay_s)
         body = self.files.get(self.path)
         if body is None:
             self.send_error(404, "Not Found")
@@ -42,6 +47,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     _Handler.files, _Handler.hits, _Handler.lie_about_length = {"/models/net.pkl": PAYLOAD}, [], set()
+    _Handler.delay_s = 0.0
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -127,6 +133,66 @@ def test_offline_error_says_how_to_pass_a_local_file():
         port = s.getsockname()[1]
     with pytest.raises(StyleGANError, match=r"without network access.*local path.*--network .*model\.pkl"):
         download(f"http://127.0.0.1:{port}/model.pkl", timeout=5)
+
+
+def test_a_file_wanted_by_several_processes_is_downloaded_once(server):
+    # What torchrun's ranks on one machine do: ask for the same file at the same time. Each thread opens the lock
+    # file itself, as a process would, so they contend exactly as processes do.
+    base, handler = server
+    handler.delay_s = 0.3                                   # the first download is still running when the rest ask
+    url = f"{base}/models/net.pkl"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: download(url), range(4)))
+    assert handler.hits == ["/models/net.pkl"]
+    assert all(p == paths[0] and p.read_bytes() == PAYLOAD for p in paths)
+
+
+def test_download_to_a_named_file_checks_a_digest_prefix(tmp_path):
+    src = tmp_path / "weights.pth"
+    src.write_bytes(PAYLOAD)
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    dest = cache_dir() / "features" / "weights-1234.pth"
+    assert download(src.as_uri(), dest=dest, sha256=digest[:8]) == dest and dest.read_bytes() == PAYLOAD
+    dest.unlink()
+    with pytest.raises(DownloadError) as info:
+        download(src.as_uri(), dest=dest, sha256="0123abcd", by_hand="place weights-1234.pth in DIR by hand")
+    assert str(info.value).startswith(f"could not download {src.as_uri()} (")
+    assert "not the pinned 0123abcd" in str(info.value) and str(info.value).endswith("place weights-1234.pth in DIR by hand")
+    assert not dest.exists()
+
+
+def test_offline_fetches_nothing_over_the_network(server, tmp_path, monkeypatch):
+    base, handler = server
+    monkeypatch.setenv("STYLEGAN_OFFLINE", "1")
+    with pytest.raises(DownloadError, match=r"could not download http://.*/models/net\.pkl \(STYLEGAN_OFFLINE is set\)"):
+        download(f"{base}/models/net.pkl")
+    assert handler.hits == []
+    src = tmp_path / "model.pkl"
+    src.write_bytes(PAYLOAD)
+    assert download(src.as_uri()).read_bytes() == PAYLOAD      # a file:// URL is no network access
+
+
+def test_feature_weights_come_through_the_download_cache(server, tmp_path):
+    from stylegan.metrics import weights
+    base, handler = server
+    handler.files["/fid/pt_inception-abc.pth"] = PAYLOAD
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    good = weights.WeightFile("pt_inception-abc.pth", f"{base}/fid/pt_inception-abc.pth", digest[:8])
+    path = weights.locate((good,), "Inception-v3", tmp_path / "features")
+    assert path == cache_dir() / "features" / good.name and path.read_bytes() == PAYLOAD
+    assert weights.locate((good,), "Inception-v3", tmp_path / "features") == path and len(handler.hits) == 1
+
+
+@pytest.mark.parametrize("file,why", [("/fid/missing.pth", "answered 404"), ("/models/net.pkl", "not the pinned")])
+def test_a_failed_feature_download_is_one_line_naming_url_and_file(server, tmp_path, file, why):
+    from stylegan.metrics import weights
+    base, _ = server
+    wanted = weights.WeightFile("vgg16-0000beef.pth", base + file, "0000beef")
+    with pytest.raises(weights.WeightsUnavailable) as info:
+        weights.locate((wanted,), "VGG16", tmp_path / "features")
+    message = str(info.value)
+    assert "\n" not in message and why in message and f"could not download {base}{file}" in message
+    assert f"place vgg16-0000beef.pth in {tmp_path / 'features'} by hand" in message
 
 
 @pytest.mark.parametrize("content,kind", [

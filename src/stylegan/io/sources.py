@@ -1,15 +1,25 @@
-"""Where a network comes from: a local path, or a URL downloaded once into a cache and reused.
+"""Where a file comes from: a local path, or a URL downloaded once into a cache and reused.
 
     resolve_source("~/models/ffhq.pkl")                  -> that file (must exist)
     resolve_source("https://host/stylegan3-t-ffhq.pkl")  -> $STYLEGAN_CACHE/downloads/<hash>-stylegan3-t-ffhq.pkl
+    download(url, dest=cache_dir() / "features" / name, sha256=prefix, by_hand=...)   (metrics/weights.py)
 
-A download is written to a temporary name and renamed when complete, so a cached file is never half-written.
-Next to it, `<file>.json` records the URL, size and SHA-256; a cached file is reused only while it still matches
-(otherwise it is downloaded again). A URL may pin the expected content with a `#sha256=<hex>` fragment.
+This is the one download cache: networks, and the metrics' feature networks, come through `download`.
+- A download is written to a temporary name and renamed when complete, so a cached file is never half-written.
+  Next to it, `<file>.json` records the URL, size and SHA-256; a cached file is reused only while it still
+  matches (otherwise it is downloaded again).
+- The expected SHA-256 (`sha256=`, or a URL's `#sha256=<hex>` fragment) may be the full digest or the prefix a
+  file name carries (torch hub's convention); a file that differs is refused.
+- Once per machine: the processes that want the same file take turns on a lock next to it, so under torchrun
+  the first one downloads and the others find the cached copy. Nothing here is collective, so a rank that has
+  the file already never waits for one that does not.
+- Every failure is one line (`DownloadError`) that names the URL and the file to place by hand instead.
+- With STYLEGAN_OFFLINE=1 nothing is fetched over the network (file:// URLs still work).
 The cache is `$STYLEGAN_CACHE` if set, else `~/.cache/stylegan`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -21,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, Iterator
 
 from stylegan.core.errors import StyleGANError
 from stylegan.core.files import atomic_path, atomic_write
@@ -65,13 +75,27 @@ def resolve_source(source: str | os.PathLike, *, progress: bool = True) -> Path:
     return path
 
 
+class DownloadError(StyleGANError):
+    """A URL could not be fetched (offline, refused, cut off, or not the expected file); the message says which
+    URL, why, and what to place by hand instead."""
+
+
+def offline() -> bool:
+    """STYLEGAN_OFFLINE=1: never reach the network (downloads that are not cached stop with DownloadError)."""
+    return os.environ.get("STYLEGAN_OFFLINE", "").strip() not in ("", "0")
+
+
 def cached_path(url: str) -> Path:
     """Where `url` is cached: a short hash of the URL (without fragment) keeps names unique, the basename readable."""
     base_url = urllib.parse.urldefrag(url)[0]
-    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(base_url).path)).name or "download"
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[-100:]
     digest = hashlib.sha256(base_url.encode()).hexdigest()[:16]
-    return cache_dir() / "downloads" / f"{digest}-{name}"
+    return cache_dir() / "downloads" / f"{digest}-{url_basename(url)}"
+
+
+def url_basename(url: str) -> str:
+    """The file name at the end of `url`, made safe for any file system."""
+    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(urllib.parse.urldefrag(url)[0]).path)).name or "download"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[-100:]
 
 
 def _pinned_sha256(url: str) -> str | None:
@@ -88,7 +112,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _cache_is_valid(path: Path, url: str, pinned: str | None) -> bool:
+def _cache_is_valid(path: Path, url: str, expected: str | None) -> bool:
     meta_path = path.with_name(path.name + ".json")
     if not (path.is_file() and meta_path.is_file()):
         return False
@@ -99,52 +123,78 @@ def _cache_is_valid(path: Path, url: str, pinned: str | None) -> bool:
     if meta.get("url") != urllib.parse.urldefrag(url)[0] or meta.get("size") != path.stat().st_size:
         return False
     digest = file_sha256(path)
-    return digest == meta.get("sha256") and (pinned is None or digest == pinned)
+    return digest == meta.get("sha256") and digest.startswith(expected or "")
 
 
-def download(url: str, *, progress: bool = True, timeout: float = 60) -> Path:
-    """Download `url` into the cache (or reuse a verified earlier download) and return its path."""
-    dest = cached_path(url)
-    pinned = _pinned_sha256(url)
-    if _cache_is_valid(dest, url, pinned):
-        return dest
+@contextlib.contextmanager
+def _machine_lock(dest: Path) -> Iterator[None]:
+    """Hold `<dest>.lock` exclusively: one process of this machine (of all machines, on a shared cache that
+    supports locks) downloads `dest` while the others wait, then find it. Without file locks, no waiting."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.with_name(dest.name + ".lock"), "a") as f:
+        try:
+            import fcntl
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except (ImportError, OSError):     # Windows, or a file system without locks: each process fetches alone
+            pass
+        yield                              # closing the file releases the lock
+
+
+def download(url: str, *, dest: Path | None = None, sha256: str | None = None, by_hand: str | None = None,
+             progress: bool = True, timeout: float = 60) -> Path:
+    """Download `url` to `dest` (default: `cached_path(url)`), or reuse a verified earlier download; returns `dest`.
+
+    sha256: the expected digest or its prefix (else the URL's #sha256= pin, else anything goes).
+    by_hand: what a failure message tells the user to do instead (default: pass a local path to --network)."""
+    dest = Path(dest) if dest is not None else cached_path(url)
+    expected = (sha256 or _pinned_sha256(url) or "").lower() or None
     base_url = urllib.parse.urldefrag(url)[0]
-    try:
-        response = urllib.request.urlopen(base_url, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise StyleGANError(f"could not download {base_url}: the server answered {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise StyleGANError(
-            f"could not download {base_url} ({reason}); without network access, fetch the file elsewhere and pass "
-            f"its local path instead (e.g. --network ~/models/{dest.name.split('-', 1)[1]})") from None
-    with response:
-        total = response.headers.get("Content-Length")
-        total = int(total) if total and total.isdigit() else None
-        h = hashlib.sha256()
-        size = 0
-        with atomic_path(dest) as tmp, open(tmp, "wb") as f, _progress(total, dest.name, progress) as bar:
-            while chunk := _read(response, base_url):
-                f.write(chunk)
-                h.update(chunk)
-                size += len(chunk)
-                bar(len(chunk))
-            if total is not None and size != total:
-                raise StyleGANError(f"download of {base_url} stopped after {size} of {total} bytes; try again")
-            if pinned is not None and h.hexdigest() != pinned:
-                raise StyleGANError(f"{base_url}: SHA-256 is {h.hexdigest()}, not the pinned {pinned}; "
-                                    "the file differs from the one expected")
-    meta = {"url": base_url, "size": size, "sha256": h.hexdigest(), "downloaded": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with atomic_write(dest.with_name(dest.name + ".json"), "w") as f:
-        json.dump(meta, f, indent=2)
+    if by_hand is None:
+        by_hand = (f"without network access, fetch the file elsewhere and pass its local path instead "
+                   f"(e.g. --network ~/models/{url_basename(url)})")
+
+    def failed(why: str) -> DownloadError:
+        return DownloadError(f"could not download {base_url} ({why}); {by_hand}")
+
+    with _machine_lock(dest):
+        if _cache_is_valid(dest, url, expected):
+            return dest
+        if offline() and urllib.parse.urlsplit(base_url).scheme != "file":
+            raise failed("STYLEGAN_OFFLINE is set")
+        try:
+            response = urllib.request.urlopen(base_url, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            raise failed(f"the server answered {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise failed(str(getattr(exc, "reason", exc))) from None
+        with response:
+            total = response.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            h = hashlib.sha256()
+            size = 0
+            with atomic_path(dest) as tmp, open(tmp, "wb") as f, _progress(total, dest.name, progress) as bar:
+                while chunk := _read(response, failed):
+                    f.write(chunk)
+                    h.update(chunk)
+                    size += len(chunk)
+                    bar(len(chunk))
+                if total is not None and size != total:
+                    raise failed(f"it stopped after {size} of {total} bytes; try again")
+                if expected is not None and not h.hexdigest().startswith(expected):
+                    raise failed(f"its SHA-256 is {h.hexdigest()}, not the pinned {expected}: the file differs "
+                                 "from the one expected")
+        meta = {"url": base_url, "size": size, "sha256": h.hexdigest(),
+                "downloaded": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        with atomic_write(dest.with_name(dest.name + ".json"), "w") as f:
+            json.dump(meta, f, indent=2)
     return dest
 
 
-def _read(response: BinaryIO, url: str) -> bytes:
+def _read(response: BinaryIO, failed: Callable[[str], DownloadError]) -> bytes:
     try:
         return response.read(_CHUNK)
     except (OSError, http.client.HTTPException) as exc:
-        raise StyleGANError(f"download of {url} failed midway ({exc}); try again") from None
+        raise failed(f"it failed midway: {exc}; try again") from None
 
 
 class _progress:

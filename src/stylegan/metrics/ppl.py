@@ -38,8 +38,7 @@ def compute_ppl(opts: MetricOptions, num_samples: int, epsilon: float = 1e-4, cr
                 sampling: str = "end", batch_size: int = 2) -> float:
     if sampling not in ("end", "full"):
         raise ValueError(f"sampling must be 'end' or 'full', got {sampling!r}")
-    vgg, _ident = dist.local_leader_first(    # a download happens once per machine
-        lambda: load_vgg16(opts.feature_dir, opts.device, need_lpips=True, need_fc=False, download=opts.download))
+    vgg, _ident = load_vgg16(opts.feature_dir, opts.device, need_lpips=True, need_fc=False, download=opts.download)
     G = prepared_generator(opts)
     seed = derive_seed(opts.seed, dist.get_rank(), "ppl")
     rng = torch.Generator(device=opts.device).manual_seed(seed)

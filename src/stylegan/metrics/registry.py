@@ -57,7 +57,7 @@ def _cap(default: int | None, override: int | None) -> int | None:
 # Inception metrics.
 
 def _inception(opts: MetricOptions, probs: bool = False):
-    model, ident = dist.local_leader_first(lambda: load_inception(opts.feature_dir, opts.device, opts.download))
+    model, ident = load_inception(opts.feature_dir, opts.device, opts.download)   # a download: once per machine
     if probs:  # IS: softmax of the logits without their bias (as the original TF implementation did)
         return (lambda img: torch.softmax(model.logits(model(img), bias=False), dim=1)), ident + ":probs"
     return model, ident + ":pool"
@@ -80,8 +80,7 @@ def compute_kid(opts: MetricOptions, max_real: int | None, num_gen: int, xflip: 
 
 
 def compute_pr(opts: MetricOptions, max_real: int | None, num_gen: int, xflip: bool) -> tuple[float, float]:
-    model, ident = dist.local_leader_first(
-        lambda: load_vgg16(opts.feature_dir, opts.device, download=opts.download))
+    model, ident = load_vgg16(opts.feature_dir, opts.device, download=opts.download)
     real = dataset_stats(opts, open_dataset(opts, xflip), model, ident + ":fc7", _cap(max_real, opts.max_real),
                          capture_all=True)
     gen = generator_stats(opts, model, _count(num_gen, opts.num_gen), "pr", capture_all=True)

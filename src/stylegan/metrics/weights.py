@@ -12,15 +12,15 @@ VGG16 (precision/recall) and LPIPS heads (PPL)
   vgg16-397923af.pth                      torchvision's VGG16 (downloaded when missing and online)
   vgg.pth                                 the LPIPS v0.1 heads from the `lpips` package (downloaded likewise)
 
-Downloads go to the cache folder and are checked against their SHA-256 before use. Set STYLEGAN_OFFLINE=1 to
-never try; a missing file then stops with one line naming the file and where to get it.
+Downloads go through the one download cache (stylegan.io.sources): into the cache's `features` folder, checked
+against their SHA-256 before use, once per machine under torchrun. Set STYLEGAN_OFFLINE=1 to never try; a missing
+file then stops with one line (`WeightsUnavailable`) naming the file and where to get it, and so does a download
+that fails, with its reason.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import torch
 
 from stylegan.core.errors import StyleGANError
 from stylegan.core.files import atomic_path
+from stylegan.io import sources
 from stylegan.metrics import inception as inception_mod
 from stylegan.metrics import vgg as vgg_mod
 from stylegan.metrics.safe_pickle import read_pickled_tensors
@@ -61,14 +62,9 @@ class WeightsUnavailable(StyleGANError):
     """A metric's feature network is neither on disk nor downloadable here (offline, or the download failed)."""
 
 
-def cache_root() -> Path:
-    """$STYLEGAN_CACHE, or ~/.cache/stylegan."""
-    return Path(os.environ.get("STYLEGAN_CACHE") or Path.home() / ".cache" / "stylegan").expanduser()
-
-
 def search_dirs(feature_dir: str | os.PathLike | None) -> list[Path]:
     dirs = [Path(feature_dir).expanduser()] if feature_dir else []
-    return dirs + [cache_root() / "features"]
+    return dirs + [sources.cache_dir() / "features"]
 
 
 def _find(candidates, dirs: list[Path]) -> Path | None:
@@ -79,23 +75,6 @@ def _find(candidates, dirs: list[Path]) -> Path | None:
     return None
 
 
-def _offline() -> bool:
-    return os.environ.get("STYLEGAN_OFFLINE", "").strip() not in ("", "0")
-
-
-def _fetch(url: str, dest: Path, sha256: str | None) -> None:
-    """Download `url` to `dest` atomically, refusing a file whose SHA-256 does not match."""
-    digest = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=60) as response, atomic_path(dest) as tmp:
-        with open(tmp, "wb") as f:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                f.write(chunk)
-        if sha256 and not digest.hexdigest().startswith(sha256):
-            raise StyleGANError(f"the download of {url} has SHA-256 {digest.hexdigest()[:16]}..., expected {sha256[:16]}...; "
-                                "try again, or place the file in the feature folder yourself")
-
-
 def locate(candidates: tuple[WeightFile, ...], what: str, feature_dir=None, download: bool = True) -> Path:
     """The first candidate file present; else the last downloadable one fetched into the cache; else an error."""
     dirs = search_dirs(feature_dir)
@@ -104,15 +83,15 @@ def locate(candidates: tuple[WeightFile, ...], what: str, feature_dir=None, down
         return found
     fetchable = [c for c in candidates if c.url and c.sha256]
     target = fetchable[-1] if fetchable else candidates[-1]
-    dest = cache_root() / "features" / target.name
-    if download and not _offline() and target.url and target.sha256:
-        try:
-            _fetch(target.url, dest, target.sha256)
-            return dest
-        except (urllib.error.URLError, OSError, TimeoutError):
-            pass
-    names = ", ".join(c.name for c in candidates)
     where = " or ".join(str(d) for d in dirs)
+    if download and not sources.offline() and target.url and target.sha256:
+        try:
+            return sources.download(
+                target.url, dest=sources.cache_dir() / "features" / target.name, sha256=target.sha256,
+                by_hand=f"place {target.name} in {dirs[0]} by hand (or pass --feature-dir DIR holding it)")
+        except sources.DownloadError as exc:
+            raise WeightsUnavailable(f"{what} weights not found in {where}, and {exc}") from None
+    names = ", ".join(c.name for c in candidates)
     raise WeightsUnavailable(f"{what} weights not found (looked for {names} in {where}); download {target.url} "
                              f"into {dirs[0]} (or pass --feature-dir DIR holding it)")
 
