@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import click
 
 from stylegan.cli.common import device_option
 from stylegan.core import dist
-from stylegan.core.device import resolve_device
 from stylegan.core.errors import UsageError
 from stylegan.metrics import METRICS
 
@@ -21,13 +19,6 @@ _EPILOG = "\b\nMetrics (NVIDIA's names and sample counts):\n" + "\n".join(
 def _load_generator(path: str, device):
     from stylegan.io import load_network
     return load_network(path, what="g_ema", device=device)
-
-
-def _relaunch_with_torchrun(gpus: int) -> None:
-    """--gpus N outside torchrun: run this same command under torchrun with N processes on this machine."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-           "-m", "stylegan", *sys.argv[1:]]
-    raise SystemExit(subprocess.call(cmd))
 
 
 def _table(rows: list[tuple[str, str, float, str]]) -> str:
@@ -90,16 +81,13 @@ def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache
     from stylegan.io.sources import is_url, local_source
     if not is_url(network) and not local_source(network).is_file():
         raise UsageError(f"--network: no such file {network}")
-    if gpus and gpus > 1 and not dist.launched_by_torchrun():
-        _relaunch_with_torchrun(gpus)
+    if gpus and gpus > 1 and not dist.launched_by_torchrun():   # the same command in N processes
+        raise SystemExit(dist.run_under_torchrun(gpus, sys.argv[1:]))
     if dist.launched_by_torchrun() and gpus and gpus != int(os.environ["WORLD_SIZE"]):
         raise UsageError(f"--gpus {gpus} disagrees with torchrun's {os.environ['WORLD_SIZE']} processes; drop --gpus")
 
-    dev = resolve_device(device)
+    dev = dist.process_device(device)
     dist.init(dev.type)
-    if dev.type == "cuda" and dist.get_world_size() > 1:
-        import torch
-        dev = torch.device("cuda", dist.get_local_rank())
     try:
         G = _load_generator(network, dev)
         # A downloaded network's folder is the download cache: its reports go to the current folder instead.

@@ -1,12 +1,27 @@
-"""Distributed helpers for torchrun. A plain `python -m stylegan ...` is a world of one."""
+"""Distributed helpers for torchrun. A plain `python -m stylegan ...` is a world of one.
+
+`--gpus N` without torchrun relaunches the same command under torchrun on this machine (`run_under_torchrun`):
+
+    stylegan train --gpus 2 ...     is the same as
+    python -m torch.distributed.run --nnodes 1 --nproc_per_node 2 --master_addr 127.0.0.1 --master_port PORT \\
+        -m stylegan train ...
+
+with PORT a free port picked when launching (never a fixed one). The processes learn the world size from
+torchrun, exactly as under a torchrun started by hand, on one machine or several.
+"""
 from __future__ import annotations
 
 import datetime
 import os
-from typing import Callable, TypeVar
+import socket
+import subprocess
+import sys
+from typing import Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as torch_dist
+
+from stylegan.core.device import resolve_device
 
 T = TypeVar("T")
 
@@ -31,6 +46,32 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
 
 
+def process_device(name: str | torch.device | None = "auto") -> torch.device:
+    """The device of this process: --device, with CUDA's index taken from torchrun's LOCAL_RANK (one GPU per
+    process, counted on each machine from 0, so the same rule holds on every node)."""
+    device = resolve_device(name)
+    if device.type == "cuda" and launched_by_torchrun():
+        device = torch.device("cuda", get_local_rank())
+    return device
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def torchrun_command(nproc: int, args: Sequence[str]) -> list[str]:
+    """`python -m torch.distributed.run ... -m stylegan ARGS` for nproc processes on this machine."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "stylegan", *args]
+
+
+def run_under_torchrun(nproc: int, args: Sequence[str]) -> int:
+    """Run `stylegan ARGS` (a command and its flags) in nproc processes; returns the launcher's exit status."""
+    return subprocess.call(torchrun_command(nproc, args))
+
+
 def init(device_type: str = "cpu") -> None:
     """Join the process group that torchrun set up (env:// rendezvous). NCCL on CUDA, gloo otherwise."""
     if not launched_by_torchrun() or is_initialized():
@@ -53,14 +94,17 @@ def barrier() -> None:
 
 def local_leader_first(fn: Callable[[], T]) -> T:
     """fn() on each machine's local rank 0 first, then on its other ranks: a download into the machine's cache
-    happens once per machine, and the other ranks find it there. In a world of one, simply fn()."""
-    if get_local_rank() == 0:
-        result = fn()
+    happens once per machine, and the other ranks find it there. In a world of one, simply fn().
+
+    Every rank must call it. The leader reaches the barrier even when fn() fails, so the other ranks are not left
+    waiting for it: they run fn() themselves and meet the same error (or succeed where the leader could not)."""
+    if get_local_rank() != 0:
         barrier()
-    else:
+        return fn()
+    try:
+        return fn()
+    finally:
         barrier()
-        result = fn()
-    return result
 
 
 def print0(*args, **kwargs) -> None:

@@ -1,0 +1,46 @@
+"""core/dist: the torchrun relaunch, the device of each rank, and the leader-first rule (without starting a group)."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from stylegan.core import dist
+
+
+def test_relaunch_command_runs_the_same_stylegan_command_on_a_free_local_port():
+    cmd = dist.torchrun_command(3, ["metrics", "--network", "G.pkl"])
+    assert cmd[1:3] == ["-m", "torch.distributed.run"]
+    assert cmd[cmd.index("--nproc_per_node") + 1] == "3" and cmd[cmd.index("--nnodes") + 1] == "1"
+    assert cmd[cmd.index("--master_addr") + 1] == "127.0.0.1"
+    assert cmd[-5:] == ["-m", "stylegan", "metrics", "--network", "G.pkl"]
+    port = int(cmd[cmd.index("--master_port") + 1])
+    with socket.socket() as s:                      # free when picked: something can listen on it
+        s.bind(("127.0.0.1", port))
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    monkeypatch.setattr(dist, "resolve_device", lambda name: torch.device(name))   # no GPU needed to check the rule
+    monkeypatch.setenv("RANK", "5")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_RANK", "1")           # the second process on the second of two 4-GPU nodes
+    assert dist.process_device("cuda") == torch.device("cuda", 1)
+    assert dist.process_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "1")           # a world of one keeps what --device said
+    assert dist.process_device("cuda") == torch.device("cuda")
+
+
+@pytest.mark.parametrize("local_rank", ["0", "1"])
+def test_a_failing_leader_still_releases_the_other_ranks(monkeypatch, local_rank):
+    events = []
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setattr(dist, "barrier", lambda: events.append("barrier"))
+
+    def fetch():
+        events.append("fetch")
+        raise RuntimeError("offline")
+
+    with pytest.raises(RuntimeError, match="offline"):
+        dist.local_leader_first(fetch)
+    assert events == (["fetch", "barrier"] if local_rank == "0" else ["barrier", "fetch"])
