@@ -16,6 +16,7 @@ from stylegan.augment import AugmentConfig
 from stylegan.data import ImageDataset
 from stylegan.training.config import DataOptions, LossOptions, NetworkOptions, RunOptions, TrainingConfig
 from stylegan.training.ema import TrackedBuffers
+from stylegan.training.loop import describe_config
 from stylegan.training.trainer import Trainer
 from test_train_common import write_dataset
 
@@ -157,3 +158,12 @@ def test_tracked_buffers_restart_or_continue_per_chunk(per_chunk):
     else:               # each chunk from 1, averaged: (1.3 + 1.8) / 2 = 1.55
         want = (lerp(1.0, 4.0, 1 - beta) + lerp(1.0, 9.0, 1 - beta)) / 2
     assert float(module.magnitude_ema) == pytest.approx(want, rel=1e-6)
+
+
+def test_dry_run_says_how_the_chunks_combine():
+    lines = {mode: describe_config(tiny_config(Path("blobs.zip"), mode)) for mode in ("mean", "nvidia")}
+    assert "(4 per forward pass; 2 chunks averaged)" in lines["mean"]
+    assert "2 chunks summed, statistics per chunk, as NVIDIA's loop" in lines["nvidia"]
+    one = tiny_config(Path("blobs.zip"), "nvidia")
+    one.run.batch_gpu = 8
+    assert "(8 per forward pass)" in describe_config(one)        # one chunk: the modes are the same

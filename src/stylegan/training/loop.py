@@ -27,7 +27,7 @@ from stylegan.training.images import grid_indices, grid_shape, save_image_grid
 from stylegan.training.plots import plot_curves
 from stylegan.training.state import load_training_state, save_training_state
 from stylegan.training.stats import TickLog, format_duration, peak_memory_gb
-from stylegan.training.trainer import Trainer
+from stylegan.training.trainer import Trainer, accumulate_mode
 
 # A run stops when the losses have been NaN or Inf for this many consecutive steps (the gradients of such
 # steps are zeroed, so the networks stop changing and the run would only burn time).
@@ -124,7 +124,7 @@ class _Loop:
             print0(f"Initialised G, D and G_ema from {c.run.resume}")
         print0(f"G: {_count(trainer.G):,} parameters, D: {_count(trainer.D):,} parameters; "
                f"precision {c.network.precision} on {self.device}; {c.run.gpus} process(es), batch {c.run.batch} "
-               f"= {c.run.gpus} x {c.accum_rounds} x {c.run.batch_gpu}")
+               f"= {c.run.gpus} x {c.accum_rounds} x {c.run.batch_gpu}{_accumulation(c)}")
 
         self.grid = None
         if self.rank0:
@@ -239,6 +239,15 @@ def _save_network_snapshot(path: Path, trainer: Trainer, config: TrainingConfig)
                                               "training_options": config.to_dict()})
 
 
+def _accumulation(config: TrainingConfig) -> str:
+    """How the chunks of a step combine, when there are several (loss.py)."""
+    if config.accum_rounds == 1:
+        return ""
+    if accumulate_mode(config) == "nvidia":
+        return f"; {config.accum_rounds} chunks summed, statistics per chunk, as NVIDIA's loop"
+    return f"; {config.accum_rounds} chunks averaged"
+
+
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -263,7 +272,8 @@ def describe_config(config: TrainingConfig) -> str:
         "Training options:", config.to_json(), "",
         f"Output directory:    {config.run.run_dir or os.path.join(config.run.outdir, '<next>-' + config.describe())}",
         f"Processes:           {config.run.gpus}",
-        f"Batch:               {config.run.batch} images ({config.run.batch_gpu} per forward pass)",
+        f"Batch:               {config.run.batch} images ({config.run.batch_gpu} per forward pass"
+        f"{_accumulation(config)})",
         f"Training length:     {config.run.kimg:g} kimg",
         f"Dataset:             {config.data.path} ({config.data.size:,} images, {config.data.resolution}x"
         f"{config.data.resolution}, labels: {config.data.label_dim or 'none'}, mirror: {config.data.mirror})",
