@@ -17,6 +17,7 @@ from stylegan.data import ImageDataset
 from stylegan.training.config import DataOptions, LossOptions, NetworkOptions, RunOptions, TrainingConfig
 from stylegan.training.ema import TrackedBuffers
 from stylegan.training.loop import describe_config
+from stylegan.training.state import load_training_state, save_training_state
 from stylegan.training.trainer import Trainer
 from test_train_common import write_dataset
 
@@ -128,6 +129,30 @@ def test_nvidia_sums_the_chunk_gradients_and_mean_averages_them(steps):
     # Gmain is the step's first phase: both modes start it from the same networks, latents and noise.
     for mean, summed in zip(steps["mean"]["Gmain_grads"], steps["nvidia"]["Gmain_grads"]):
         torch.testing.assert_close(summed, CHUNKS * mean, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.slow                   # three trainers and four steps, about 15 s of CPU
+def test_nvidia_mode_resumes_exactly(tmp_path):
+    # Nothing of the per-chunk statistics lives outside the training state: a step taken after saving and
+    # loading ends where the uninterrupted run's second step does (w_avg moved per chunk in both).
+    data = write_dataset(tmp_path / "blobs.zip", count=16)
+    with ImageDataset(str(data)) as dataset:
+        def trainer():
+            return Trainer(tiny_config(data, "nvidia"), dataset, torch.device("cpu"))
+        straight = trainer()
+        straight.step()
+        straight.step()
+        first = trainer()
+        first.step()
+        tensors, groups = first.state_tensors()
+        path = save_training_state(tmp_path / "state.safetensors", tensors, config=first.config.to_dict(),
+                                   counters=first.state_counters(), optimizers=groups)
+        resumed = trainer()
+        resumed.load_state(load_training_state(path))
+        resumed.step()
+    want, got = straight.state_tensors()[0], resumed.state_tensors()[0]
+    assert want.keys() == got.keys()
+    assert [k for k in want if not torch.equal(want[k], got[k])] == []
 
 
 class _Tracker(torch.nn.Module):
