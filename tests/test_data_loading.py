@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from stylegan.core.errors import StyleGANError
-from stylegan.data import ConvertOptions, ImageDataset, InfiniteSampler, convert_dataset, demo_dataset_path, iterate_batches
+from stylegan.data import (
+    ConvertOptions, ImageDataset, InfiniteSampler, convert_dataset, demo_dataset_path, iterate_batches)
 
 
 def png(array: np.ndarray, **save) -> bytes:
@@ -186,7 +187,8 @@ def test_ranks_split_the_global_stream_disjointly(world_size):
         assert per_rank[r] == [stream[p] for p in positions[r::world_size]]
     # Within one step the ranks take disjoint positions that together are the step's slice of the stream.
     for step in range(steps):
-        taken = sorted(p for r in range(world_size) for p in positions[r::world_size][step * batch_gpu:(step + 1) * batch_gpu])
+        window = slice(step * batch_gpu, (step + 1) * batch_gpu)
+        taken = sorted(p for r in range(world_size) for p in positions[r::world_size][window])
         assert taken == list(range(step * batch_gpu * world_size, (step + 1) * batch_gpu * world_size))
 
 
@@ -194,7 +196,8 @@ def test_ranks_split_the_global_stream_disjointly(world_size):
 def test_resume_from_an_image_count_continues_the_identical_stream(consumed, before, after):
     stream = global_stream(9, consumed + 60)
     # What the ranks drew before stopping is exactly the first `consumed` positions.
-    drawn = [take(InfiniteSampler(9, rank=r, world_size=before), len(range(r, consumed, before))) for r in range(before)]
+    drawn = [take(InfiniteSampler(9, rank=r, world_size=before), len(range(r, consumed, before)))
+             for r in range(before)]
     assert sorted(itertools.chain(*drawn)) == sorted(stream[:consumed])
     # Restarted from the image count, possibly with another number of ranks, they continue the same stream.
     continued = {}
@@ -206,7 +209,8 @@ def test_resume_from_an_image_count_continues_the_identical_stream(consumed, bef
 
 
 def test_sampler_rejects_bad_arguments():
-    for kwargs in ({"dataset_size": 0}, {"dataset_size": 3, "rank": 2, "world_size": 2}, {"dataset_size": 3, "start_index": -1}):
+    for kwargs in ({"dataset_size": 0}, {"dataset_size": 3, "rank": 2, "world_size": 2},
+                   {"dataset_size": 3, "start_index": -1}):
         with pytest.raises(ValueError):
             InfiniteSampler(**kwargs)
 

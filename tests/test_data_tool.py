@@ -87,8 +87,8 @@ def test_file_sources_round_trip(tmp_path, kind, dest_name):
     assert [np.array_equal(a, b) for a, b in zip(images, [ORIGINALS[n] for n in sorted(ORIGINALS)])] == [True] * 6
     assert meta == {"labels": None}
     assert (summary.written, summary.resolution, summary.channels, summary.num_skipped) == (6, 8, 3, 0)
-    assert summary.output_bytes == sum(p.stat().st_size for p in [tmp_path / dest_name] + list((tmp_path / dest_name).rglob("*"))
-                                       if p.is_file())
+    written = [tmp_path / dest_name] + list((tmp_path / dest_name).rglob("*"))
+    assert summary.output_bytes == sum(p.stat().st_size for p in written if p.is_file())
 
 
 def test_own_dataset_round_trips_and_output_is_byte_identical(tmp_path):
@@ -243,7 +243,8 @@ def test_wide_and_tall_crops_pad_with_the_background(tmp_path, background, value
     wide = convert_one(tmp_path, image, transform="center-crop-wide", resolution=(16, 8), background=background)
     assert np.array_equal(wide[4:12], image[4:12]) and (wide[:4] == value).all() and (wide[12:] == value).all()
     tall = convert_one(tmp_path, image, transform="center-crop-tall", resolution=(8, 16), background=background)
-    assert np.array_equal(tall[:, 4:12], image[:, 4:12]) and (tall[:, :4] == value).all() and (tall[:, 12:] == value).all()
+    assert np.array_equal(tall[:, 4:12], image[:, 4:12])
+    assert (tall[:, :4] == value).all() and (tall[:, 12:] == value).all()
 
 
 def test_center_box_keeps_the_largest_centred_box():
@@ -468,7 +469,8 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 def test_cli_prints_the_summary_and_lists_skipped_files(tmp_path, capsys):
     src = write_files(tmp_path / "src", {"a.png": png_bytes(pixels((8, 8, 3), 0)),
                                          **{f"junk{i}.txt": b"x" for i in range(5)}})
-    code, out, _ = run_cli(["dataset", "--source", str(src), "--dest", str(tmp_path / "o.zip"), "--list-skipped"], capsys)
+    args = ["dataset", "--source", str(src), "--dest", str(tmp_path / "o.zip"), "--list-skipped"]
+    code, out, _ = run_cli(args, capsys)
     assert code == 0 and "Wrote 1 image to" in out and "8x8, 3 channels (RGB), no labels" in out
     assert all(f"junk{i}.txt" in out for i in range(5)) and "5  not an image file" in out
 
@@ -476,7 +478,8 @@ def test_cli_prints_the_summary_and_lists_skipped_files(tmp_path, capsys):
 def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     code, _, err = run_cli(["dataset", "--source", str(tmp_path / "nope"), "--dest", str(tmp_path / "o.zip")], capsys)
     assert code == 2 and err.strip().count("\n") == 0 and "no such file or folder" in err and "Traceback" not in err
-    code, _, err = run_cli(["dataset", "--source", "demo", "--dest", str(tmp_path / "o.zip"), "--resolution", "abc"], capsys)
+    args = ["dataset", "--source", "demo", "--dest", str(tmp_path / "o.zip"), "--resolution", "abc"]
+    code, _, err = run_cli(args, capsys)
     assert code == 2 and "--resolution" in err and "Traceback" not in err
 
 

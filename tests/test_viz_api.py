@@ -29,8 +29,8 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(tree):
-    config = ServeConfig(networks=[str(tree["cli_sg2"])], models_dir=str(tree["models"]), export_dir=str(tree["export"]),
-                         device="cpu", max_size=512, max_body=4096)
+    config = ServeConfig(networks=[str(tree["cli_sg2"])], models_dir=str(tree["models"]),
+                         export_dir=str(tree["export"]), device="cpu", max_size=512, max_body=4096)
     with TestClient(create_app(config), base_url=BASE) as c:
         yield c
 

@@ -36,7 +36,8 @@ def test_params_round_trip_through_json():
     p = RenderParams.from_json(body)
     assert p.class_idx == 1 and p.translate == (0.5, -1.0) and p.mix_layers == (0, 3)
     assert RenderParams.from_json(p.to_json()) == p
-    assert not p.plain_seed and RenderParams.from_json({"network": "a.pkl", "strengths": [0], "directions": "d"}).plain_seed
+    assert not p.plain_seed
+    assert RenderParams.from_json({"network": "a.pkl", "strengths": [0], "directions": "d"}).plain_seed
 
 
 def test_params_errors_name_the_field():
@@ -132,7 +133,7 @@ def test_seed_blend_is_linear_in_w(renderer):
     torch.testing.assert_close(ws, a + 0.25 * (b - a))
 
 
-# --- the worker ---------------------------------------------------------------------------------------------------------
+# --- the worker -----------------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def worker():

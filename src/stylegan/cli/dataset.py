@@ -7,7 +7,8 @@ from typing import Iterator
 
 import click
 
-from stylegan.data.dataset_tool import BACKGROUNDS, RESIZE_FILTERS, TRANSFORMS, ConvertOptions, convert_dataset, parse_resolution
+from stylegan.data.dataset_tool import (
+    BACKGROUNDS, RESIZE_FILTERS, TRANSFORMS, ConvertOptions, convert_dataset, parse_resolution)
 
 
 @click.command(name="dataset", context_settings={"max_content_width": 110})
@@ -15,17 +16,20 @@ from stylegan.data.dataset_tool import BACKGROUNDS, RESIZE_FILTERS, TRANSFORMS, 
               help="Folder (searched recursively), .zip, .tar/.tar.gz, MNIST *-images-idx3-ubyte.gz (or its folder), "
                    "cifar-10-python.tar.gz, or 'demo' / 'openmoji' for the bundled emoji sets.")
 @click.option("--dest", required=True, metavar="PATH", help="Output: a .zip (uncompressed) or a folder.")
-@click.option("--resolution", metavar="WxH", help="Size of the images, e.g. 256x256 (or 256). Default: keep the source size.")
+@click.option("--resolution", metavar="WxH",
+              help="Size of the images, e.g. 256x256 (or 256). Default: keep the source size.")
 @click.option("--transform", type=click.Choice(TRANSFORMS),
               help="Crop: center-crop takes the middle square; -wide / -tall keep a WxH band and pad it square.")
-@click.option("--channels", type=click.Choice(["1", "3"]), help="Force grayscale (1) or RGB (3). Default: RGB if any image has colour.")
+@click.option("--channels", type=click.Choice(["1", "3"]),
+              help="Force grayscale (1) or RGB (3). Default: RGB if any image has colour.")
 @click.option("--background", type=click.Choice(list(BACKGROUNDS)), default="white", show_default=True,
               help="Colour behind transparent pixels and around -wide/-tall crops.")
 @click.option("--max-images", type=int, metavar="N", help="Stop after writing N images.")
 @click.option("--labels-from-subfolders", is_flag=True,
               help="Each first-level subfolder is a class (sorted by name); names go into dataset.json.")
 @click.option("--resize-filter", type=click.Choice(list(RESIZE_FILTERS)), default="lanczos", show_default=True)
-@click.option("--allow-upscale", is_flag=True, help="Enlarge images smaller than --resolution instead of skipping them.")
+@click.option("--allow-upscale", is_flag=True,
+              help="Enlarge images smaller than --resolution instead of skipping them.")
 @click.option("--compress-level", type=click.IntRange(0, 9), default=0, show_default=True,
               help="PNG compression: 0 decodes fastest during training, 9 makes the smallest files.")
 @click.option("--overwrite", is_flag=True, help="Replace --dest if it exists (only once the new one is complete).")

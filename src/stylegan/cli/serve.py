@@ -16,8 +16,10 @@ from stylegan.cli.common import device_option
 @click.option("--export-dir", metavar="DIR",
               help="Let the page's Export button write PNG + latents here. Without it the server writes nothing.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Anything but loopback exposes an unauthenticated server: prefer an SSH tunnel.")
-@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port (0 = any free port).")
+              help="Address to listen on. Anything but loopback exposes an unauthenticated server: prefer an SSH "
+                   "tunnel.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True,
+              help="Port (0 = any free port).")
 @click.option("--max-size", type=click.IntRange(16, 8192), default=2048, show_default=True, metavar="PX",
               help="Largest image edge a request may ask for.")
 @click.option("--load-timeout", type=click.FloatRange(1, 3600), default=60, show_default=True, metavar="SECONDS",

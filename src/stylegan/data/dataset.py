@@ -71,7 +71,8 @@ class ImageDataset(torch.utils.data.Dataset):
         if not self._image_names:
             raise StyleGANError(f"dataset {path}: holds no images")
         self._check_images(resolution)
-        self._labels, self.label_dim, self.class_names = self._read_labels(set(names)) if use_labels else (None, 0, None)
+        no_labels = (None, 0, None)
+        self._labels, self.label_dim, self.class_names = self._read_labels(set(names)) if use_labels else no_labels
 
         raw_count = len(self._image_names)
         self._raw_idx = np.arange(raw_count, dtype=np.int64)
@@ -218,10 +219,12 @@ class ImageDataset(torch.utils.data.Dataset):
         for name in self._image_names:
             width, height, channels, what = self._probe(name, heads.get(name))
             if channels not in (1, 3):
-                raise StyleGANError(f"dataset {self.path}: '{name}' is a {what} with {channels or 'an unknown number of'} "
-                                    f"channels; StyleGAN trains on 1 (grayscale) or 3 (RGB); {fix}")
+                raise StyleGANError(f"dataset {self.path}: '{name}' is a {what} with "
+                                    f"{channels or 'an unknown number of'} channels; StyleGAN trains on 1 (grayscale) "
+                                    f"or 3 (RGB); {fix}")
             if what.startswith("16-bit"):
-                raise StyleGANError(f"dataset {self.path}: '{name}' is a 16-bit PNG; training reads 8-bit images; {fix}")
+                raise StyleGANError(f"dataset {self.path}: '{name}' is a 16-bit PNG; training reads 8-bit images; "
+                                    f"{fix}")
             shapes.setdefault((width, height, channels), []).append(name)
         if len(shapes) > 1:
             listed = ", ".join(f"{w}x{h}x{c} ({len(v):,}, e.g. '{v[0]}')" for (w, h, c), v in
@@ -233,7 +236,8 @@ class ImageDataset(torch.utils.data.Dataset):
             raise StyleGANError(f"dataset {self.path}: images are {width}x{height}, not square; "
                                 f"StyleGAN needs square images; {fix} --transform center-crop")
         if width & (width - 1):
-            raise StyleGANError(f"dataset {self.path}: images are {width}x{height}; StyleGAN needs a power-of-two size; {fix}")
+            raise StyleGANError(f"dataset {self.path}: images are {width}x{height}; StyleGAN needs a power-of-two "
+                                f"size; {fix}")
         if resolution is not None and resolution != width:
             raise StyleGANError(f"dataset {self.path}: images are {width}x{height}, not the {resolution}x{resolution} "
                                 f"that was asked for; {fix}")

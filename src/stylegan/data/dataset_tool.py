@@ -92,7 +92,8 @@ class ConvertOptions:
         if self.background not in BACKGROUNDS:
             raise UsageError(f"--background: unknown '{self.background}'; choose one of {', '.join(BACKGROUNDS)}")
         if self.resize_filter not in RESIZE_FILTERS:
-            raise UsageError(f"--resize-filter: unknown '{self.resize_filter}'; choose one of {', '.join(RESIZE_FILTERS)}")
+            raise UsageError(f"--resize-filter: unknown '{self.resize_filter}'; "
+                             f"choose one of {', '.join(RESIZE_FILTERS)}")
         if self.max_images is not None and self.max_images < 1:
             raise UsageError(f"--max-images: got {self.max_images}; give a positive number")
         if not 0 <= self.compress_level <= 9:
@@ -456,14 +457,15 @@ def _assign_labels(cands: list[_Candidate], src: Source, opts: ConvertOptions, l
         return dim, src.class_names, True
     if label_bytes is None:
         return 0, None, True
-    where = f"the {src.kind} dataset's {LABELS_FILE}" if is_bundled_dataset(src.kind) else f"{LABELS_FILE} in {src.path}"
+    where = (f"the {src.kind} dataset's {LABELS_FILE}" if is_bundled_dataset(src.kind)
+             else f"{LABELS_FILE} in {src.path}")
     parsed = LabelFile.parse(label_bytes, where)
     if parsed.labels is None:
         return 0, None, True
     missing = [c.name for c in cands if c.name not in parsed.labels]
     if missing:
-        raise StyleGANError(f"{where} has no label for {len(missing):,} of the {len(cands):,} images (e.g. '{missing[0]}'); "
-                            f"add them, or remove {LABELS_FILE} to convert without labels")
+        raise StyleGANError(f"{where} has no label for {len(missing):,} of the {len(cands):,} images "
+                            f"(e.g. '{missing[0]}'); add them, or remove {LABELS_FILE} to convert without labels")
     unknown = sorted(n for n in parsed.labels if n not in all_names)
     if unknown:
         raise StyleGANError(f"{where} labels {len(unknown):,} files that are not in the source (e.g. '{unknown[0]}'); "

@@ -104,7 +104,8 @@ class LabelFile:
         if not isinstance(meta, dict) or "labels" not in meta:
             raise StyleGANError(f'{where} has no "labels" entry; {fix}')
         class_names = meta.get("class_names")
-        if class_names is not None and not (isinstance(class_names, list) and all(isinstance(c, str) for c in class_names)):
+        if class_names is not None and not (isinstance(class_names, list)
+                                            and all(isinstance(c, str) for c in class_names)):
             raise StyleGANError(f'{where}: "class_names" must be a list of strings; {fix}')
         if class_names is not None and len(class_names) > MAX_LABEL_DIM:
             raise StyleGANError(f'{where}: "class_names" lists {len(class_names):,} classes, more than the '
@@ -122,9 +123,11 @@ class LabelFile:
         kinds = {type(v) for v in labels.values()}
         widths = {len(v) for v in labels.values() if isinstance(v, tuple)}
         if len(kinds) > 1 or len(widths) > 1:
-            raise StyleGANError(f"{where} mixes class indices and label vectors, or vectors of different lengths; {fix}")
+            raise StyleGANError(f"{where} mixes class indices and label vectors, or vectors of different lengths; "
+                                f"{fix}")
         if class_names is not None and kinds == {int} and labels and max(labels.values()) >= len(class_names):
-            raise StyleGANError(f"{where} has class index {max(labels.values())} but only {len(class_names)} class names; {fix}")
+            raise StyleGANError(f"{where} has class index {max(labels.values())} but only {len(class_names)} "
+                                f"class names; {fix}")
         return cls(labels, class_names)
 
 
@@ -146,7 +149,8 @@ def _check_label(value: Any, name: str, where: str, fix: str) -> Label:
             raise StyleGANError(f"{where}: label of '{name}' is class {_short(value)}; StyleGAN conditions on at "
                                 f"most {MAX_LABEL_DIM:,} classes (indices 0 to {MAX_LABEL_DIM - 1:,}); {fix}")
         return value
-    if isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    numbers = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if value and numbers:
         if len(value) > MAX_LABEL_DIM:
             raise StyleGANError(f"{where}: label of '{name}' is a vector of {len(value):,} numbers; StyleGAN "
                                 f"conditions on at most {MAX_LABEL_DIM:,}; {fix}")
@@ -168,7 +172,8 @@ def _short(value: Any) -> str:
 
 def labels_json(labels: list[tuple[str, Label]] | None, class_names: list[str] | None) -> bytes:
     """Serialize dataset.json; `labels` None writes "labels": null (an unlabeled dataset)."""
-    meta: dict[str, Any] = {"labels": None if labels is None else [[n, list(v) if isinstance(v, tuple) else v] for n, v in labels]}
+    pairs = None if labels is None else [[n, list(v) if isinstance(v, tuple) else v] for n, v in labels]
+    meta: dict[str, Any] = {"labels": pairs}
     if class_names is not None:
         meta["class_names"] = list(class_names)
     return json.dumps(meta).encode()

@@ -30,7 +30,8 @@ def encode_unfiltered(image: np.ndarray, level: int = 0) -> bytes:
     rows = np.zeros([height, 1 + width * channels], dtype=np.uint8)     # column 0: the filter byte, 0 = None
     rows[:, 1:] = image.reshape(height, width * channels)
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPE[channels], 0, 0, 0)
-    return SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _chunk(b"IEND", b"")
+    idat = _chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
+    return SIGNATURE + _chunk(b"IHDR", header) + idat + _chunk(b"IEND", b"")
 
 
 def decode_unfiltered(data: bytes) -> np.ndarray | None:

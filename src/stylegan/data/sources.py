@@ -1,4 +1,5 @@
-"""What `stylegan dataset --source` can read: folders, zips, tars, MNIST IDX files, the CIFAR-10 tarball, the bundled sets.
+"""What `stylegan dataset --source` can read: folders, zips, tars, MNIST IDX files, the CIFAR-10 tarball, the bundled
+sets.
 
 Every source lists its files as SourceItems in a fixed order, so two passes over it see the same files. The
 dataset tool makes two passes: one reads only image headers to decide sizes and channels before anything
@@ -93,7 +94,8 @@ def _zip_source(path: Path, max_file_bytes: int, kind: str = "zip") -> Source:
         with zipfile.ZipFile(path) as zf:
             infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=lambda i: normalize_name(i.filename))
     except ARCHIVE_ERRORS as exc:
-        raise StyleGANError(f"--source {path}: the zip cannot be read ({exc}); check the file or re-create it") from None
+        raise StyleGANError(f"--source {path}: the zip cannot be read ({exc}); "
+                            "check the file or re-create it") from None
 
     def read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
         # The member is read whole: image decoders seek, and seeking in a compressed member is slow. So its size
@@ -123,7 +125,8 @@ def _tar_or_cifar_source(path: Path, max_file_bytes: int) -> Source:
         with tarfile.open(path, "r:*") as tar:
             first = tar.next()
     except ARCHIVE_ERRORS as exc:
-        raise StyleGANError(f"--source {path}: the tar cannot be read ({exc}); check the file or re-create it") from None
+        raise StyleGANError(f"--source {path}: the tar cannot be read ({exc}); "
+                            "check the file or re-create it") from None
     if first is not None and normalize_name(first.name).startswith(_CIFAR_DIR):
         return _cifar10_source(path, max_file_bytes)
 
@@ -138,7 +141,8 @@ def _tar_or_cifar_source(path: Path, max_file_bytes: int) -> Source:
                                      open=lambda size=member.size: _too_large(size))
                     continue
                 data = read_at_most(tar.extractfile(member), max_file_bytes)
-                yield SourceItem(name=normalize_name(member.name), nbytes=len(data), open=lambda data=data: io.BytesIO(data))
+                yield SourceItem(name=normalize_name(member.name), nbytes=len(data),
+                                 open=lambda data=data: io.BytesIO(data))
     return Source(kind="tar", path=path, items=items)
 
 
@@ -169,7 +173,8 @@ def _pick_idx_file(folder: Path, files: list[Path]) -> Path:
     if len(train) == 1:
         return train[0]
     names = ", ".join(f.name for f in files)
-    raise StyleGANError(f"--source {folder}: holds several IDX image files ({names}); pass the one you want as --source")
+    raise StyleGANError(f"--source {folder}: holds several IDX image files ({names}); "
+                        "pass the one you want as --source")
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -278,7 +283,8 @@ def _cifar10_source(path: Path, max_file_bytes: int) -> Source:
                         raise FileTooLarge(f"{name} holds {member.size:,} bytes")
                     found[name] = _unpickle(read_at_most(tar.extractfile(member), max_file_bytes))
     except (*ARCHIVE_ERRORS, pickle.UnpicklingError, ValueError, KeyError, TypeError) as exc:
-        raise StyleGANError(f"--source {path}: not a readable CIFAR-10 python tarball ({exc}); download it again") from None
+        raise StyleGANError(f"--source {path}: not a readable CIFAR-10 python tarball ({exc}); "
+                            "download it again") from None
     missing = [n for n in _CIFAR_TRAIN if n not in found]
     if missing:
         raise StyleGANError(f"--source {path}: the CIFAR-10 tarball lacks {', '.join(missing)}; download it again")
@@ -294,7 +300,8 @@ def _cifar10_source(path: Path, max_file_bytes: int) -> Source:
         batches = [np.asarray(found[n]["data"], np.uint8).reshape(-1, 3, 32, 32) for n in _CIFAR_TRAIN]
         labels = np.concatenate([np.asarray(found[n]["labels"], np.int64) for n in _CIFAR_TRAIN])
     except (KeyError, ValueError) as exc:
-        raise StyleGANError(f"--source {path}: a CIFAR-10 batch has an unexpected layout ({exc}); download it again") from None
+        raise StyleGANError(f"--source {path}: a CIFAR-10 batch has an unexpected layout ({exc}); "
+                            "download it again") from None
     if len(labels) != sum(len(b) for b in batches):
         raise StyleGANError(f"--source {path}: the CIFAR-10 batches hold {sum(len(b) for b in batches)} images "
                             f"but {len(labels)} labels")
