@@ -229,14 +229,19 @@ def test_a_cifar_batch_of_shared_nested_lists_is_refused(tmp_path):
         convert_dataset(path, tmp_path / "out.zip")
 
 
-def test_the_reader_refuses_a_zip_member_that_inflates_past_the_limit(tmp_path, monkeypatch):
+def test_the_reader_refuses_files_past_the_limit_when_it_opens(tmp_path, monkeypatch):
     zpath = tmp_path / "ds.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("00000/img00000000.png", png(0))
         zf.writestr("dataset.json", '{"labels": null}' + " " * 50_000)
+        zf.writestr("notes/big.txt", bytes(50_000))          # never read, so never refused
     monkeypatch.setattr(dataset_module, "MAX_FILE_BYTES", 10_000)
+    assert len(ImageDataset(zpath)) == 1
     with pytest.raises(StyleGANError, match="'dataset.json' unpacks to 50,016 bytes, more than the 0.00953674 MiB"):
-        ImageDataset(zpath)
+        ImageDataset(zpath, use_labels=True)
+    folder = write_files(tmp_path / "ds", {"a.png": png(0), "b.bmp": bytes(20_000)})
+    with pytest.raises(StyleGANError, match="'b.bmp' unpacks to 20,000 bytes"):
+        ImageDataset(folder)
 
 
 # --- interrupted runs ------------------------------------------------------------------------------------------------

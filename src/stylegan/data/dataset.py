@@ -54,13 +54,7 @@ class ImageDataset(torch.utils.data.Dataset):
                      for root, _dirs, files in os.walk(self.path) for f in files]
         elif self.path.is_file() and zipfile.is_zipfile(self.path):
             self._is_zip = True
-            infos = [i for i in self._zipfile().infolist() if not i.is_dir()]
-            names = [normalize_name(i.filename) for i in infos]
-            huge = next((i for i in infos if i.file_size > MAX_FILE_BYTES), None)
-            if huge is not None:
-                raise StyleGANError(f"dataset {path}: '{huge.filename}' unpacks to {huge.file_size:,} bytes, more than "
-                                    f"the {MAX_FILE_BYTES / 2 ** 20:g} MiB an image or label file may have; "
-                                    "re-create the dataset with `stylegan dataset`")
+            names = [normalize_name(i.filename) for i in self._zipfile().infolist() if not i.is_dir()]
         elif self.path.exists():
             raise StyleGANError(f"dataset {path}: not a zip or a folder; make one with "
                                 f"`stylegan dataset --source YOUR_IMAGES --dest {self.path.stem}.zip`")
@@ -70,6 +64,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self._image_names = sorted(n for n in names if is_image_name(n))
         if not self._image_names:
             raise StyleGANError(f"dataset {path}: holds no images")
+        self._check_sizes([*self._image_names, *([LABELS_FILE] if use_labels and LABELS_FILE in names else [])])
         self._check_images(resolution)
         no_labels = (None, 0, None)
         self._labels, self.label_dim, self.class_names = self._read_labels(set(names)) if use_labels else no_labels
@@ -210,6 +205,20 @@ class ImageDataset(torch.utils.data.Dataset):
                 with self._zipfile().open(info) as member:
                     heads[name] = member.read(n)
         return heads
+
+    def _check_sizes(self, names: list[str]) -> None:
+        """Refuse, at open, a file that training would refuse to read: one over MAX_FILE_BYTES (for a zip member,
+        unpacked; a small zip can hold one of gigabytes)."""
+        if self._is_zip:
+            infos = {normalize_name(i.filename): i for i in self._zipfile().infolist()}
+            sizes = ((name, infos[name].file_size) for name in names)
+        else:
+            sizes = ((name, os.stat(self.path / name).st_size) for name in names)
+        for name, size in sizes:
+            if size > MAX_FILE_BYTES:
+                raise StyleGANError(f"dataset {self.path}: '{name}' unpacks to {size:,} bytes, more than the "
+                                    f"{MAX_FILE_BYTES / 2 ** 20:g} MiB an image or label file may have; "
+                                    "re-create the dataset with `stylegan dataset`")
 
     def _check_images(self, resolution: int | None) -> None:
         """Every image must have one square power-of-two size and 1 or 3 channels: what StyleGAN can train on."""
