@@ -38,11 +38,14 @@ from stylegan.viz.inspect import (
     OUTPUT, LayerInfo, activation_image, list_layers, power_spectrum_image, resize, run_capturing)
 from stylegan.viz.params import DEFAULT_MAX_IMAGE_SIZE, ParamError, RenderParams
 from stylegan.viz.isolated import LoadFailed, LoadTimedOut, load_isolated
-from stylegan.viz.sources import AllowedFiles, Source, is_url
+from stylegan.viz.sources import AllowedFiles, Source, is_url, quote_name
 
 log = logging.getLogger("stylegan.viz")
 DEFAULT_CACHE_SIZE = 4              # networks kept in memory
 DEFAULT_LOAD_TIMEOUT = 60.0         # seconds a network may take to load before the request is answered 503
+# A directions file holds a few dozen vectors (a few MB at most). numpy allocates what an .npz member's header
+# claims before reading it, so a small hostile .npz could ask for gigabytes: sizes are checked first.
+MAX_DIRECTIONS_BYTES = 64 * 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,17 @@ class _Load:
             self.error = exc
         finally:
             self.done.set()
+
+
+def _check_directions_size(location: str) -> None:
+    import zipfile
+    size = os.path.getsize(location)
+    if zipfile.is_zipfile(location):
+        with zipfile.ZipFile(location) as zf:
+            size = max(size, sum(i.file_size for i in zf.infolist()))
+    if size > MAX_DIRECTIONS_BYTES:
+        raise StyleGANError(f"it holds {size:,} bytes (unpacked); a directions file from `stylegan directions` holds "
+                            f"a few MB, and at most {MAX_DIRECTIONS_BYTES // 2 ** 20} MiB is read")
 
 
 def _untrusted_format(location: str) -> bool:
@@ -147,11 +161,11 @@ class Renderer:
             # can tell, so it is a 422 too; the log keeps the details.
             if not isinstance(load.error, (StyleGANError, MemoryError, LoadFailed)):
                 log.warning("loading %s failed", source.location, exc_info=load.error)
-            raise ParamError("network", f"cannot load {name!r}: {self._public(load.error, source)}") from None
+            raise ParamError("network", f"cannot load {quote_name(name)}: {self._public(load.error, source)}") from None
         G = load.result
         start = load.started
         if not hasattr(G, "mapping") or not hasattr(G, "synthesis"):
-            raise ParamError("network", f"{name!r} holds no generator")
+            raise ParamError("network", f"{quote_name(name)} holds no generator")
         net = _Network(G.eval().requires_grad_(False), source)
         self._networks[source.location] = net
         while len(self._networks) > self.cache_size:
@@ -159,8 +173,8 @@ class Renderer:
         return net, (time.perf_counter() - start) * 1000
 
     def _too_slow(self, name: str) -> ParamError:
-        return ParamError("network", f"{name!r} did not load within {self.load_timeout:g} s; the file may be damaged, "
-                                     "built to exhaust the server, or too large for this machine", 503)
+        return ParamError("network", f"{quote_name(name)} did not load within {self.load_timeout:g} s; the file "
+                                     "may be damaged, built to exhaust the server, or too large for this machine", 503)
 
     def _public(self, exc: BaseException, source: Source) -> str:
         """An error message fit to send to the page: one line, with no path of this machine in it (the file is
@@ -184,18 +198,22 @@ class Renderer:
 
     def _directions_file(self, name: str, G) -> Directions:
         source = self.files.directions_file(name)
-        # num_ws in the key: a single-vector file takes the layer count of the network it is loaded for.
-        key = (source.location, os.path.getmtime(source.location), G.num_ws)
+        try:
+            # num_ws in the key: a single-vector file takes the layer count of the network it is loaded for.
+            key = (source.location, os.path.getmtime(source.location), G.num_ws)
+        except OSError:
+            raise ParamError("directions", f"{quote_name(name)} is no longer there", 404) from None
         if key not in self._directions:
             try:
+                _check_directions_size(source.location)
                 self._directions[key] = load_directions(source.location, G.num_ws, flag="directions")
             except Exception as exc:                    # numpy and zipfile raise many kinds for a hostile file
                 if not isinstance(exc, StyleGANError):
                     log.warning("loading %s failed", source.location, exc_info=exc)
-                raise ParamError("directions", f"cannot load {name!r}: {self._public(exc, source)}") from None
+                raise ParamError("directions", f"cannot load {quote_name(name)}: {self._public(exc, source)}") from None
         d = self._directions[key]
         if d.num_ws != G.num_ws or d.vectors.shape[1] != G.w_dim:
-            raise ParamError("directions", f"{name!r} was made for a network with {d.num_ws} layers of "
+            raise ParamError("directions", f"{quote_name(name)} was made for a network with {d.num_ws} layers of "
                                            f"{d.vectors.shape[1]} numbers; this one has {G.num_ws} of {G.w_dim}. "
                                            "Run `stylegan directions` on this network")
         return d

@@ -76,15 +76,15 @@ class AllowedFiles:
             return given[name]
         if self.models_dir is None:
             offered = ", ".join(given) or "none"
-            raise ParamError(field, f"{_quoted(name)} is not offered; this server offers {offered} (start "
+            raise ParamError(field, f"{quote_name(name)} is not offered; this server offers {offered} (start "
                                     "stylegan serve with --models-dir DIR to offer a folder)", 404)
         rel = _relative_name(name, suffixes, field)
-        missing = ParamError(field, f"no file {_quoted(name)} inside --models-dir; GET /api/networks lists what is "
+        missing = ParamError(field, f"no file {quote_name(name)} inside --models-dir; GET /api/networks lists what is "
                                     "there", 404)
         try:
             path = (self.models_dir / rel).resolve()
             if not path.is_relative_to(self.models_dir):
-                raise ParamError(field, f"refused: {_quoted(name)} leads outside --models-dir (through a symbolic "
+                raise ParamError(field, f"refused: {quote_name(name)} leads outside --models-dir (through a symbolic "
                                         "link)", 403)
             if not path.is_file():
                 raise missing
@@ -141,13 +141,13 @@ def _relative_name(name: str, suffixes: tuple[str, ...], field: str) -> PurePosi
         elif any(part.startswith(".") for part in parts):
             refused = "hidden files and folders are not allowed"
     if refused:
-        raise ParamError(field, f"refused: {_quoted(name)}: {refused}; name a file by its path relative to "
+        raise ParamError(field, f"refused: {quote_name(name)}: {refused}; name a file by its path relative to "
                                 "--models-dir, as GET /api/networks lists it", 403)
     if not name.lower().endswith(suffixes):
-        raise ParamError(field, f"refused: {_quoted(name)}: only {' and '.join(suffixes)} files may be loaded", 403)
+        raise ParamError(field, f"refused: {quote_name(name)}: only {' and '.join(suffixes)} files may be loaded", 403)
     return PurePosixPath(name)
 
 
-def _quoted(name: str) -> str:
+def quote_name(name: str) -> str:
     """A requested name as messages show it: quoted, and cut short (a name may be 1024 characters)."""
     return repr(name if len(name) <= 80 else name[:77] + "...")
