@@ -584,7 +584,7 @@ def _writing(dest: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):   # EDQUOT: over a disk quota
             raise StyleGANError(f"--dest {dest}: the disk is full ({reason}); free some space or write elsewhere. "
                                 "Nothing was written") from None
         raise StyleGANError(f"--dest {dest}: cannot write there ({reason}); pick a writable destination. "
