@@ -13,6 +13,8 @@ from stylegan.io.safetensors_format import is_safetensors_file
 
 _DESCRIPTIONS = {
     "safetensors": "a safetensors file",
+    "safetensors-cut": "a safetensors file cut short: its header claims more bytes than the file has "
+                       "(an interrupted download or copy?)",
     "pickle": "a Python pickle",
     "empty": "an empty file (an interrupted download?)",
     "torch-zip": "a torch.save checkpoint (zip archive), not an NVIDIA network pickle; "
@@ -41,8 +43,11 @@ def sniff_format(path: str | os.PathLike) -> str:
         return "empty"
     if is_safetensors_file(path):
         return "safetensors"
-    # Pickle protocols 2-5 open with PROTO (0x80) and the protocol number; NVIDIA's files use 2-4.
-    if head[0] == 0x80 and 2 <= head[1] <= 5:
+    if head[8:9] == b"{":                   # a header length, then JSON, but the length runs past the end
+        return "safetensors-cut"
+    # Pickle protocols 2-5 open with PROTO (0x80) and the protocol number; NVIDIA's files use 2-4. A lone 0x80 is
+    # a pickle cut short, which the pickle reader then says.
+    if head[0] == 0x80 and (len(head) == 1 or 2 <= head[1] <= 5):
         return "pickle"
     if head.startswith(b"PK\x03\x04"):
         return _zip_kind(path)

@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 
 from stylegan.core.errors import StyleGANError, UsageError
 from stylegan.io.formats import sniff_format
+from stylegan.io.limits import build_network_within, network_budget
 from stylegan.io.tf_pickle import TFNetwork, convert_discriminator, convert_generator
 from stylegan.io.unpickler import BASIC_GLOBALS, NUMPY_GLOBALS, TORCH_GLOBALS, restricted_load
 
@@ -241,6 +242,16 @@ class _CountingReader:
         self._report(len(data))
         return data
 
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        # The bar follows the position: the checking pass moves it to the end, the reading pass starts over.
+        before = self._f.tell()
+        after = self._f.seek(offset, whence)
+        self._report(after - before)
+        return after
+
 
 def _extras(data: dict) -> TrainingExtras:
     extras = TrainingExtras()
@@ -367,10 +378,12 @@ class _SkipRandomInit(TorchFunctionMode):
 
 def build_network(record: NetworkRecord, device: str | torch.device = "cpu", *, what: str = "network") -> torch.nn.Module:
     """Our module for a record, with every parameter and buffer taken from the file (eval mode, no grads)."""
-    from stylegan.networks.presets import build_from_config
     config = network_config(record)
+    # Every parameter is then copied from the file's tensors, so arguments that describe a larger network than
+    # those tensors (forged channel counts, say) are refused as soon as building it would exceed them.
+    budget = network_budget(sum(t.numel() * t.element_size() for t in record.tensors.values()))
     with _SkipRandomInit():             # drawing ~30M random numbers per network would double the load time
-        module = build_from_config(config)
+        module = build_network_within(config, budget, what)
     load_tensors(module, record, what=what)
     return module.eval().requires_grad_(False).to(device)
 

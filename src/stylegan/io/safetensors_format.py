@@ -22,8 +22,8 @@ import torch
 
 from stylegan.core.errors import StyleGANError
 from stylegan.core.files import atomic_path
+from stylegan.io.limits import FileLimitError, build_network_within, network_budget
 from stylegan.networks.config import DiscriminatorConfig, GeneratorConfig, config_from_dict
-from stylegan.networks.presets import build_from_config
 
 FORMAT_NAME = "stylegan-network"
 FORMAT_VERSION = 1
@@ -127,10 +127,13 @@ def read_network_file(path: str | os.PathLike) -> tuple[dict[str, GeneratorConfi
         keys = json.loads(raw.get("modules", "[]"))
         configs = {key: config_from_dict(json.loads(raw[f"config.{key}"])) for key in keys}
         extra = json.loads(raw.get("extra", "{}"))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise StyleGANError(f"{path}: the network metadata is damaged ({exc})") from None
     except StyleGANError as exc:
         raise StyleGANError(f"{path}: the stored config is not valid: {exc}") from None
+    except RecursionError:
+        raise FileLimitError(f"{path}: the network metadata nests deeper than Python can read (damaged or "
+                             "forged)") from None
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:   # JSONDecodeError is a ValueError
+        raise StyleGANError(f"{path}: the network metadata is damaged ({type(exc).__name__}: {exc})") from None
     meta = {"format": raw["format"], "format_version": int(raw["format_version"]), "modules": keys,
             "extra": extra, "stylegan_version": raw.get("stylegan_version"), "path": str(path)}
     return configs, meta
@@ -169,7 +172,10 @@ def _resolve_key(what: str, keys: list[str], path: Path) -> str:
 def _load_modules(path: Path, keys: list[str], configs: dict, device) -> dict[str, torch.nn.Module]:
     from safetensors import safe_open
 
-    modules = {key: build_from_config(configs[key]) for key in keys}
+    # Every tensor of a module comes from the file, so a config that describes more than the file holds is refused
+    # as soon as building it would exceed that, long before it exhausts the machine.
+    budget = network_budget(path.stat().st_size)
+    modules = {key: build_network_within(configs[key], budget, f"{path}: {key}") for key in keys}
     with safe_open(str(path), framework="pt", device="cpu") as f:
         stored = set(f.keys())
         for key, module in modules.items():

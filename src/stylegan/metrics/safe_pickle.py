@@ -3,33 +3,30 @@
 NVIDIA ships its metric networks (`inception-2015-12-05.pkl`, `vgg16.pkl`) as Python pickles that rebuild a
 TorchScript module. Unpickling them with `pickle.load` runs whatever callables the stream names. We never do:
 
-1. The outer pickle is replayed by `SymbolicUnpickler`: every global it names becomes an inert placeholder
-   (`Placeholder`) that only records its arguments and state, except a short allow-list of constructors
-   that build plain data (OrderedDict, tensors from storages, bytes). Embedded source code is never executed.
+1. The outer pickle is replayed by io's `RestrictedUnpickler` (the one every reader of a pickle uses, with its
+   checks of every claimed size, depth and object count): the plain-data constructors of its allowlist build
+   tensors, OrderedDicts and bytes, and every other global becomes an inert placeholder (`Placeholder`) that only
+   records its arguments and state. Embedded source code is never executed.
 2. Inside the replayed object graph we look for the TorchScript archive: a zip (bytes starting with 'PK')
    that holds `<name>/data.pkl` and `<name>/data/<key>` storages. Its `data.pkl` is replayed the same way,
-   with storages read straight from the zip, so the TorchScript code in it is never compiled or run.
+   with storages read straight from the zip (each entry's size checked against the archive before it is read),
+   so the TorchScript code in it is never compiled or run.
 3. Tensors are named by their attribute paths ('layers.conv.weight'), whichever way the pickle wrapped the
    module: a TorchScript archive, or plain `torch.nn.Module` state (`_parameters` / `_buffers` / `_modules`).
 """
 from __future__ import annotations
 
-import codecs
-import collections
 import io
-import pickle
 import zipfile
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from stylegan.core.errors import StyleGANError
+from stylegan.io.limits import FileLimitError
+from stylegan.io.unpickler import (BASIC_GLOBALS, STORAGE_GLOBALS, TORCH_GLOBALS, flat_storage, restricted_load,
+                                   storage_claim)
 
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
-}
 _MODULE_DICTS = ("_parameters", "_buffers", "_modules")
 
 
@@ -66,99 +63,47 @@ def _placeholder_class(module: str, name: str) -> type:
     return type(name, (Placeholder,), {"qualname": f"{module}.{name}"})
 
 
-class _StorageType:
-    def __init__(self, dtype: torch.dtype):
-        self.dtype = dtype
-
-
-def _rebuild_tensor(storage, offset, size, stride, *_rest) -> torch.Tensor:
-    if not isinstance(storage, torch.Tensor):
-        raise pickle.UnpicklingError("a tensor refers to a storage that is not in the file")
-    return storage.as_strided(tuple(size), tuple(stride), int(offset))
-
-
-def _rebuild_parameter(data, *_rest):
-    return data
-
-
-def _encode(text, encoding="latin1"):
-    # Protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1').
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("unexpected _codecs.encode call")
-    return codecs.encode(text, encoding)
-
-
-def _load_torch_bytes(data: bytes):
-    # torch.save output embedded as bytes (how plain storages pickle); weights_only refuses anything but data.
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-
-_ALLOWED: dict[tuple[str, str], Callable] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("_codecs", "encode"): _encode,
-    ("torch.storage", "_load_from_bytes"): _load_torch_bytes,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
+_DTYPES = ("float32", "float16", "float64", "bfloat16", "int64", "int32", "uint8", "bool")
+_ALLOWED: dict[str, Any] = {
+    **BASIC_GLOBALS, **TORCH_GLOBALS, **STORAGE_GLOBALS,
+    **{f"torch.{name}": getattr(torch, name) for name in _DTYPES},
 }
 
 
-class SymbolicUnpickler(pickle.Unpickler):
-    """An Unpickler that builds data and placeholders only. `storages` resolves persistent storage ids."""
-
-    def __init__(self, file, storages: Callable[[str, torch.dtype, int], torch.Tensor] | None = None):
-        super().__init__(file)
-        self._storages = storages
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        if module == "torch" and name in ("float32", "float16", "float64", "bfloat16", "int64", "int32", "uint8", "bool"):
-            return getattr(torch, name)
-        return _placeholder_class(module, name)
-
-    def persistent_load(self, pid):
-        if self._storages is None or not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unexpected persistent id {str(pid)[:60]}")
-        _kind, storage_type, key, _location, numel = pid[:5]
-        dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else torch.uint8
-        return self._storages(str(key), dtype, int(numel))
-
-
-def _replay(data: bytes, storages=None) -> Any:
-    try:
-        return SymbolicUnpickler(io.BytesIO(data), storages).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
-            RuntimeError, zipfile.BadZipFile) as exc:  # RuntimeError: a tensor view outside its storage
-        raise StyleGANError(f"cannot read the pickle ({type(exc).__name__}: {exc})") from None
+def _replay(data: bytes, what: str, persistent=None) -> Any:
+    return restricted_load(io.BytesIO(data), _ALLOWED, what=what, fallback=_placeholder_class, persistent=persistent)
 
 
 def _read_torchscript_archive(data: bytes) -> Any:
     """Replay `<root>/data.pkl` of a TorchScript (or torch.save) zip, reading storages from `<root>/data/`."""
+    what = "the embedded TorchScript archive"
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        names = zf.namelist()
-        roots = [n[: -len("data.pkl")] for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+        roots = [n[: -len("data.pkl")] for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
         if not roots:
-            raise StyleGANError("the embedded archive has no data.pkl")
+            raise StyleGANError(f"{what} has no data.pkl")
         root = roots[0]
+        # TorchScript stores its entries uncompressed; a compressed one may expand, but not without bound.
+        budget = [4 * len(data) + (1 << 20)]
+
+        def read(name: str) -> bytes:
+            info = zf.getinfo(name)
+            if info.file_size > budget[0]:
+                raise FileLimitError(f"{what}: {name} claims {info.file_size:,} bytes, more than the archive "
+                                     f"of {len(data):,} bytes can hold")
+            budget[0] -= info.file_size
+            return zf.read(info)
+
         cache: dict[str, torch.Tensor] = {}
 
-        def storage(key: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
+        def storage(pid: Any) -> torch.Tensor:
+            key, dtype, numel = storage_claim(pid)
             if key not in cache:
-                raw = bytearray(zf.read(f"{root}data/{key}"))
-                flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
-                if flat.numel() < numel:
-                    raise StyleGANError(f"storage {key} in the embedded archive is truncated")
-                cache[key] = flat
+                cache[key] = flat_storage(read(f"{root}data/{key}"), dtype, numel, f"{what}: storage {key}")
+            if cache[key].dtype != dtype or cache[key].numel() < numel:
+                raise FileLimitError(f"{what}: storage {key} is claimed twice with different sizes")
             return cache[key]
 
-        return _replay(zf.read(f"{root}data.pkl"), storage)
+        return _replay(read(f"{root}data.pkl"), what, storage)
 
 
 def _is_zip(value: Any) -> bool:
@@ -196,12 +141,15 @@ def read_pickled_tensors(data: bytes) -> dict[str, torch.Tensor]:
     """All tensors of a pickled network, by attribute path, without executing anything from the file."""
     tensors: dict[str, torch.Tensor] = {}
     archives: list[bytes] = []
-    _walk(_replay(data), "", tensors, archives, set())
-    for archive in archives:  # a TorchScript module rides inside as the bytes of its zip
-        inner: dict[str, torch.Tensor] = {}
-        try:
-            _walk(_read_torchscript_archive(archive), "", inner, [], set())
-        except (zipfile.BadZipFile, KeyError) as exc:
-            raise StyleGANError(f"the embedded archive is damaged ({exc})") from None
-        tensors.update(inner)
+    try:
+        _walk(_replay(data, "its stream"), "", tensors, archives, set())
+        for archive in archives:  # a TorchScript module rides inside as the bytes of its zip
+            inner: dict[str, torch.Tensor] = {}
+            try:
+                _walk(_read_torchscript_archive(archive), "", inner, [], set())
+            except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError) as exc:
+                raise StyleGANError(f"the embedded archive is damaged ({type(exc).__name__}: {exc})") from None
+            tensors.update(inner)
+    except StyleGANError as exc:        # FileLimitError and UnsafePickleError keep their class
+        raise type(exc)(f"cannot read the pickle: {exc}") from None
     return tensors
