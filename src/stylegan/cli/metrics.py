@@ -33,7 +33,8 @@ def _table(rows: list[tuple[str, str, float, str]]) -> str:
 @click.option("--data", metavar="DATASET", help="Real images: a dataset zip or folder (FID, KID, PR need it).")
 @click.option("--metrics", "metric_list", default="fid50k_full", show_default=True, metavar="NAME[,NAME...]",
               help="Comma-separated metric names (below), or none.")
-@click.option("--mirror", is_flag=True, help="Include x-flipped reals (fid50k, fid10k, kid50k, pr50k3; the _full metrics never mirror).")
+@click.option("--mirror", is_flag=True,
+              help="Include x-flipped reals (fid50k, fid10k, kid50k, pr50k3; the _full metrics never mirror).")
 @device_option
 @click.option("--gpus", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes to split the work over (relaunches under torchrun). [default: 1, or torchrun's]")
@@ -42,7 +43,8 @@ def _table(rows: list[tuple[str, str, float, str]]) -> str:
 @click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Folder for cached dataset statistics. [default: $STYLEGAN_CACHE/metrics]")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Where metric-<name>.jsonl is appended. [default: the network's folder; for a URL, the current folder]")
+              help="Where metric-<name>.jsonl is appended. "
+                   "[default: the network's folder; for a URL, the current folder]")
 @click.option("--num-gen", type=click.IntRange(min=2), default=None, metavar="N",
               help="Development: generate N samples instead of the metric's own count (e.g. 50k).")
 @click.option("--max-real", type=click.IntRange(min=2), default=None, metavar="N",
@@ -111,8 +113,9 @@ def _export(feature_dir, dest: Path) -> None:
     from stylegan.metrics import weights
 
     written = []
-    for what, load, name in (("Inception-v3", lambda: weights.load_inception(feature_dir), "inception-2015-12-05.safetensors"),
-                             ("VGG16", lambda: weights.load_vgg16(feature_dir, need_fc=False), "vgg16.safetensors")):
+    for what, load, name in (
+            ("Inception-v3", lambda: weights.load_inception(feature_dir), "inception-2015-12-05.safetensors"),
+            ("VGG16", lambda: weights.load_vgg16(feature_dir, need_fc=False), "vgg16.safetensors")):
         try:
             model, _ident = load()
         except StyleGANError as exc:

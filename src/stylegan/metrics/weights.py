@@ -50,7 +50,8 @@ INCEPTION_PYTORCH_FID = WeightFile(
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     "6726825d")
 VGG16_OURS = WeightFile("vgg16.safetensors")
-VGG16_TORCHVISION = WeightFile("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth", "397923af")
+VGG16_TORCHVISION = WeightFile(
+    "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth", "397923af")
 LPIPS_VGG_HEADS = WeightFile(
     "vgg.pth", "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/vgg.pth",
     "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868")
