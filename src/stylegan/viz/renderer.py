@@ -87,7 +87,7 @@ class _Load:
         from stylegan.io import load_network
         try:
             if _untrusted_format(location):
-                with tempfile.TemporaryDirectory(prefix="stylegan-serve-") as folder:
+                with tempfile.TemporaryDirectory(prefix="stylegan-serve-", ignore_cleanup_errors=True) as folder:
                     converted = load_isolated(location, Path(folder), timeout)
                     self.result = load_network(converted, what="g_ema", device=device)
             else:
