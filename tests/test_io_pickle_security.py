@@ -1,5 +1,7 @@
 """Malicious pickles are refused before anything they name is called: the marker file they would create never
-appears, and the error names what the stream asked for."""
+appears, and the error names what the stream asked for. The whole corpus goes through every entry point that reads
+a pickle or a TorchScript archive: network files (info, convert, generate, train --resume) and the metrics'
+Inception and VGG16 weights."""
 from __future__ import annotations
 
 import builtins
@@ -15,6 +17,8 @@ import nvidia_pickle_builder as nb
 from stylegan.core.errors import StyleGANError
 from stylegan.io.nvidia_pickle import NVIDIA_GLOBALS, load_nvidia_network, read_nvidia_pickle
 from stylegan.io.unpickler import TORCH_GLOBALS, RestrictedUnpickler, UnsafePickleError, restricted_load
+from stylegan.metrics import weights
+from test_io_hostile import dataset, entry_points, one_line_exit_2, torchscript_archive  # noqa: F401 (fixture)
 
 
 class Call:
@@ -70,13 +74,40 @@ def test_payload_hidden_inside_a_valid_snapshot(tmp_path, name):
     # A real-looking snapshot whose generator state carries the payload deep inside.
     marker = tmp_path / "pwned"
     obj, refused = payloads(marker)[name]
-    G_kwargs = dict(z_dim=8, w_dim=8, c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8,
-                    mapping_kwargs=dict(num_layers=1))
-    G = nb.build_generator(G_kwargs, "stylegan2")
-    snap = nb.persistent(G, "generator", G_kwargs)
-    snap.meta["state"]["_modules"]["synthesis"].meta["state"]["innocent_attribute"] = obj
-    path = nb.dump({"G": snap, "G_ema": snap, "D": None}, tmp_path / "evil.pkl")
+    path = _snapshot_hiding(obj, tmp_path / "evil.pkl")
     _refused(path, marker, [refused, "builtins.__import__"])
+
+
+def _snapshot_hiding(obj, path):
+    """A real-looking tiny snapshot whose generator state carries `obj` deep inside."""
+    G = nb.build_generator(nb.TINY_G, "stylegan2")
+    snap = nb.persistent(G, "generator", nb.TINY_G)
+    snap.meta["state"]["_modules"]["synthesis"].meta["state"]["innocent_attribute"] = obj
+    return nb.dump({"G": snap, "G_ema": snap, "D": None}, path)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_entry_point_refuses_every_payload(tmp_path, name, dataset, capsys):  # noqa: F811 (fixture)
+    marker = tmp_path / "pwned"
+    obj, refused = payloads(marker)[name]
+    top = tmp_path / "evil.pkl"
+    top.write_bytes(pickle.dumps(obj, protocol=4))
+    for path in (top, _snapshot_hiding(obj, tmp_path / "evil-snapshot.pkl")):
+        for entry, args in entry_points(path, tmp_path, dataset).items():
+            line = one_line_exit_2(args, capsys)
+            assert path.name in line and "not on the allowlist" in line, f"{entry}: {line}"
+            assert not marker.exists(), entry
+    # The metrics' weights: NVIDIA's detector pickle (outside and inside its TorchScript archive) and a .pth.
+    inception, vgg = tmp_path / "inception", tmp_path / "vgg"
+    inception.mkdir(), vgg.mkdir()
+    archive = torchscript_archive(2, data_pkl=pickle.dumps(obj, protocol=2))
+    (inception / "inception-2015-12-05.pkl").write_bytes(pickle.dumps([obj, {"archive": archive}], protocol=4))
+    (vgg / "vgg16-397923af.pth").write_bytes(archive)
+    with pytest.raises(StyleGANError, match="not NVIDIA's Inception detector"):
+        weights.load_inception(inception, download=False)
+    with pytest.raises(StyleGANError, match="vgg16-397923af.pth"):
+        weights.load_vgg16(vgg, download=False)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("stream", [
@@ -99,7 +130,7 @@ def test_handwritten_streams_are_refused(tmp_path, stream):
     assert not marker.exists()
 
 
-def test_storage_bytes_go_through_a_weights_only_load(tmp_path):
+def test_storage_bytes_go_through_the_restricted_reader_too(tmp_path):
     # The bytes handed to torch.storage._load_from_bytes are themselves a pickle; a payload there is refused too.
     marker = tmp_path / "pwned"
     inner = pickle.dumps(Call(os.system, f"touch {marker}"), protocol=2)

@@ -18,6 +18,6 @@ def load_generator(network, device: str | torch.device = "auto", flag: str = "--
         from stylegan.io import load_network
         try:
             G = load_network(str(network), what="g_ema", device=device)
-        except StyleGANError as exc:
-            raise StyleGANError(f"{flag}: {exc}") from None
+        except StyleGANError as exc:        # the same class (FileLimitError, UnsafePickleError, ...), for callers
+            raise type(exc)(f"{flag}: {exc}") from None
     return G.eval().requires_grad_(False)
