@@ -96,6 +96,18 @@ def forged_snapshot(**G_forged) -> bytes:
     return buf.getvalue()
 
 
+def forged_tf_pickle(**forged) -> bytes:
+    """A TF-era (G, D, Gs) pickle whose networks record static kwargs `forged` over their real ones."""
+    from test_io_pickle_tf import _static_pair
+    G_torch, D_torch, G_static, D_static = _static_pair()
+    tf_G = nb.tf_generator(nb.build_generator(G_torch, "stylegan2"), {**G_static, **forged}, ada=False)
+    tf_D = nb.tf_discriminator(nb.build_discriminator(D_torch), D_static, ada=False)
+    buf = io.BytesIO()
+    with nb._nvidia_globals():
+        pickle.dump((tf_G, tf_D, tf_G), buf, protocol=2)
+    return buf.getvalue()
+
+
 def safetensors_bytes(header: dict | bytes, data: bytes = b"") -> bytes:
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + data
@@ -149,6 +161,7 @@ PICKLES = {
         protocol=4), "claims more elements"),
     "config of 4 TB": (forged_snapshot(z_dim=1 << 20, w_dim=1 << 20), "more than"),
     "config beyond any network": (forged_snapshot(channel_base=1 << 40, channel_max=1 << 40), "beyond"),
+    "TensorFlow config of 4 TB": (forged_tf_pickle(latent_size=1 << 20, dlatent_size=1 << 20), "more than"),
 }
 
 SAFETENSORS = {
@@ -174,7 +187,7 @@ TORCHSCRIPT = {
         2, data_pkl=PROTO4 + b"\x8e" + struct.pack("<Q", 1 << 40) + b"abc.")}, protocol=4), "claims"),
     # The detector's reader builds no numpy arrays (placeholders stand in), so that claim is never acted on.
     **{f"outer: {kind}": (blob, "not NVIDIA's Inception detector" if kind.startswith("object array") else reason)
-       for kind, (blob, reason) in PICKLES.items() if not kind.startswith("config")},
+       for kind, (blob, reason) in PICKLES.items() if "config" not in kind},
 }
 
 
