@@ -121,3 +121,14 @@ def test_edit_and_direction_flags_are_checked(nets, tmp_path, capsys):
     assert code == 2 and "--components: 65 is not allowed; use 1 to 64" in err
     code, _, err = run_cli(["edit", "--network", nets["sg2_32"], "--seeds", "1", "--direction", dirs], capsys)
     assert code == 2 and "made for a network with 6 layers, this one has 8" in err
+
+
+def test_a_directions_file_that_unpacks_past_the_limit_is_one_line(nets, tmp_path, capsys):
+    # An .npz that unpacks to 65 MiB (of zeros, so the file itself is tiny): numpy would allocate what a member
+    # claims, so the file is refused by its unpacked size before numpy reads it.
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("directions.npy", bytes(65 * 2 ** 20))
+    code, _, err = run_cli(["edit", "--network", nets["sg2"], "--seeds", "1", "--direction", tmp_path / "bomb.npz",
+                            "--outdir", tmp_path / "out"], capsys)
+    assert code == 2 and "bytes (unpacked)" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

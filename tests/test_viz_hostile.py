@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 import stylegan
 import stylegan.io
+from stylegan.generate import directions as directions_module
 from stylegan.viz import ServeConfig, create_app
-from stylegan.viz import renderer as renderer_module
 from stylegan.viz.isolated import LoadFailed, LoadTimedOut, load_isolated
 from stylegan.viz.server import background_server
 from test_viz_support import make_tree
@@ -102,7 +102,7 @@ def test_a_hostile_directions_file_is_422(client, tree, monkeypatch):
     response = client.post("/api/render", json={"network": "sg2.safetensors", "directions": "hostile/object.npz"})
     assert assert_clean(response, 422, tree)["field"] == "directions"
     # numpy would allocate what an .npz member claims, so the unpacked size is checked before reading.
-    monkeypatch.setattr(renderer_module, "MAX_DIRECTIONS_BYTES", 1000)
+    monkeypatch.setattr(directions_module, "MAX_DIRECTIONS_BYTES", 1000)
     response = client.post("/api/render", json={"network": "sg2.safetensors", "directions": "dirs.npz"})
     assert "(unpacked)" in assert_clean(response, 422, tree)["error"]
 

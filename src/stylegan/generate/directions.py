@@ -20,6 +20,7 @@ single array, such as InterFaceGAN's boundaries) also works as a direction, with
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -114,14 +115,33 @@ def save_directions(path: str | os.PathLike, d: Directions) -> Path:
     return path
 
 
+# A directions file from `stylegan directions` holds a few MB. numpy allocates whatever an .npz member claims,
+# so a file is refused by its unpacked size before numpy reads it.
+MAX_DIRECTIONS_BYTES = 64 * 2 ** 20
+
+
+def _check_unpacked_size(path: Path, flag: str) -> None:
+    size = path.stat().st_size
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            size = max(size, sum(i.file_size for i in zf.infolist()))
+    if size > MAX_DIRECTIONS_BYTES:
+        raise UsageError(f"{flag} {path}: it holds {size:,} bytes (unpacked); a directions file from "
+                         f"`stylegan directions` holds a few MB, and at most {MAX_DIRECTIONS_BYTES // 2 ** 20} MiB "
+                         "is read")
+
+
 def load_directions(path: str | os.PathLike, num_ws: int | None = None, flag: str = "--direction") -> Directions:
     """A directions file from save_directions, or a single plain direction vector (.npy / one-array .npz)."""
     path = Path(path).expanduser()
     try:
+        _check_unpacked_size(path, flag)
         data = np.load(path, allow_pickle=False)
         arrays = {"": data} if isinstance(data, np.ndarray) else {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise UsageError(f"{flag} {path}: no such file") from None
+    except UsageError:
+        raise
     except Exception as exc:    # a corrupt or foreign file: say which, not a traceback
         raise UsageError(f"{flag} {path}: cannot read it as .npz or .npy ({exc})") from None
     if "directions" in arrays:

@@ -45,7 +45,6 @@ DEFAULT_CACHE_SIZE = 4              # networks kept in memory
 DEFAULT_LOAD_TIMEOUT = 60.0         # seconds a network may take to load before the request is answered 503
 # A directions file holds a few dozen vectors (a few MB at most). numpy allocates what an .npz member's header
 # claims before reading it, so a small hostile .npz could ask for gigabytes: sizes are checked first.
-MAX_DIRECTIONS_BYTES = 64 * 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -96,17 +95,6 @@ class _Load:
             self.error = exc
         finally:
             self.done.set()
-
-
-def _check_directions_size(location: str) -> None:
-    import zipfile
-    size = os.path.getsize(location)
-    if zipfile.is_zipfile(location):
-        with zipfile.ZipFile(location) as zf:
-            size = max(size, sum(i.file_size for i in zf.infolist()))
-    if size > MAX_DIRECTIONS_BYTES:
-        raise StyleGANError(f"it holds {size:,} bytes (unpacked); a directions file from `stylegan directions` holds "
-                            f"a few MB, and at most {MAX_DIRECTIONS_BYTES // 2 ** 20} MiB is read")
 
 
 def _untrusted_format(location: str) -> bool:
@@ -205,7 +193,6 @@ class Renderer:
             raise ParamError("directions", f"{quote_name(name)} is no longer there", 404) from None
         if key not in self._directions:
             try:
-                _check_directions_size(source.location)
                 self._directions[key] = load_directions(source.location, G.num_ws, flag="directions")
             except Exception as exc:                    # numpy and zipfile raise many kinds for a hostile file
                 if not isinstance(exc, StyleGANError):
