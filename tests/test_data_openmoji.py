@@ -11,7 +11,7 @@ from stylegan.core.errors import StyleGANError
 from stylegan.data import (BUNDLED_DATASETS, ConvertOptions, ImageDataset, bundled_dataset_path, convert_dataset,
                            is_bundled_dataset)
 from stylegan.data.layout import archive_name
-from stylegan.data.sources import open_source
+from stylegan.data.input_formats import open_source
 
 COUNT = 1382                            # the demo set's code points; OpenMoji 17.0.0 draws every one
 EVERY = 4                               # the pixel statistics read every 4th pair: 346 of each, about 2 s

@@ -36,7 +36,7 @@ from stylegan.data.bundled import is_bundled_dataset
 from stylegan.data.layout import (
     LABELS_FILE, MAX_FILE_BYTES, FileTooLarge, Label, LabelFile, archive_name, is_image_name, labels_json, read_at_most)
 from stylegan.data.png import encode_unfiltered
-from stylegan.data.sources import Source, SourceItem, open_source
+from stylegan.data.input_formats import Source, SourceItem, open_source
 
 TRANSFORMS = ("center-crop", "center-crop-wide", "center-crop-tall")
 BACKGROUNDS = {"white": 255, "black": 0}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from stylegan.viz.params import ParamError, RenderParams
 from stylegan.viz.renderer import Rendered, Renderer
-from stylegan.viz.sources import AllowedFiles
+from stylegan.viz.allowed_files import AllowedFiles
 from stylegan.viz.worker import Busy, RenderWorker, Superseded
 
 __all__ = ["AllowedFiles", "Busy", "ParamError", "RenderParams", "RenderWorker", "Rendered", "Renderer",

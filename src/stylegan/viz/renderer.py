@@ -38,7 +38,7 @@ from stylegan.viz.inspect import (
     OUTPUT, LayerInfo, activation_image, list_layers, power_spectrum_image, resize, run_capturing)
 from stylegan.viz.params import DEFAULT_MAX_IMAGE_SIZE, ParamError, RenderParams
 from stylegan.viz.isolated import LoadFailed, LoadTimedOut, load_isolated
-from stylegan.viz.sources import AllowedFiles, Source, is_url, quote_name
+from stylegan.viz.allowed_files import AllowedFiles, Source, is_url, quote_name
 
 log = logging.getLogger("stylegan.viz")
 DEFAULT_CACHE_SIZE = 4              # networks kept in memory

@@ -39,7 +39,7 @@ import stylegan
 from stylegan.core.errors import UsageError
 from stylegan.viz.params import DEFAULT_MAX_IMAGE_SIZE, MAX_STRENGTHS, ParamError, RenderParams
 from stylegan.viz.renderer import DEFAULT_CACHE_SIZE, DEFAULT_LOAD_TIMEOUT, Renderer
-from stylegan.viz.sources import AllowedFiles
+from stylegan.viz.allowed_files import AllowedFiles
 from stylegan.viz.worker import DEFAULT_MAX_PENDING, Busy, RenderWorker, Superseded
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
