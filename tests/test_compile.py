@@ -26,7 +26,7 @@ from stylegan.core.compile import Compiled, compiled, compiled_forward
 from stylegan.data import ImageDataset
 from stylegan.networks import build_discriminator
 from stylegan.training import prepare_config
-from stylegan.training.config import TrainingConfig, new_run_config, resumed_run_config
+from stylegan.training.config import TrainingConfig, TrainingFlags, new_run_config, resumed_run_config
 from stylegan.training.trainer import Trainer
 from test_train_common import flags, write_dataset
 
@@ -110,9 +110,9 @@ def test_compiled_forward_leaves_names_and_modules_as_they_were(monkeypatch):
 
 
 def test_compile_is_a_run_option_that_a_resume_may_change():
-    saved = new_run_config(dict(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=10))
+    saved = new_run_config(TrainingFlags(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=10))
     assert saved.run.compile is False
-    assert resumed_run_config(saved, dict(compile=True), "state").run.compile is True
+    assert resumed_run_config(saved, TrainingFlags(compile=True), "state").run.compile is True
     assert TrainingConfig.from_json(saved.to_json()).run.compile is False
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from stylegan.cli import main
 from stylegan.core.errors import UsageError
-from stylegan.training.config import PRESETS, TrainingConfig, new_run_config, resumed_run_config
+from stylegan.networks.presets import PRESETS as NETWORK_PRESETS
+from stylegan.training.config import PRESETS, TrainingConfig, TrainingFlags, new_run_config, resumed_run_config
 from stylegan.training.prepare import prepare_config
 from test_train_common import flags, write_dataset
 
@@ -27,21 +28,23 @@ def run_cli(args, capsys):
 
 def test_presets_follow_nvidia_train_py():
     # stylegan3 train.py: map 8/2, glr 0.002/0.0025, style mixing and pl only for stylegan2, blur only for -r.
-    assert (PRESETS["stylegan2"].map_depth, PRESETS["stylegan2"].glr) == (8, 0.002)
-    assert (PRESETS["stylegan3-t"].map_depth, PRESETS["stylegan3-t"].glr) == (2, 0.0025)
+    assert (NETWORK_PRESETS["stylegan2"].map_depth, PRESETS["stylegan2"].glr) == (8, 0.002)
+    assert (NETWORK_PRESETS["stylegan3-t"].map_depth, PRESETS["stylegan3-t"].glr) == (2, 0.0025)
     assert PRESETS["stylegan2"].style_mixing_prob == 0.9 and PRESETS["stylegan2"].pl_weight == 2
     assert PRESETS["stylegan3-t"].blur_init_sigma == 0 and PRESETS["stylegan3-r"].blur_init_sigma == 10
-    c = new_run_config(dict(outdir="o", cfg="stylegan3-r", data="d", batch=64, gamma=2))
+    c = new_run_config(TrainingFlags(outdir="o", cfg="stylegan3-r", data="d", batch=64, gamma=2))
     assert c.loss.blur_fade_kimg == 400 and c.optim.ema_kimg == 20 and c.optim.ema_rampup == 0.05
     assert c.loss.r1_interval == 16 and c.optim.betas == (0.0, 0.99) and c.optim.eps == 1e-8
     assert c.augment.mode == "ada" and c.augment.p == 0 and c.augment.speed_kimg == 500
     # Fine-tuning from a network file: no EMA rampup, no blur, faster ADA (NVIDIA's --resume).
-    t = new_run_config(dict(outdir="o", cfg="stylegan3-r", data="d", batch=64, gamma=2, resume="net.safetensors"))
+    t = new_run_config(TrainingFlags(outdir="o", cfg="stylegan3-r", data="d", batch=64, gamma=2,
+                                     resume="net.safetensors"))
     assert t.optim.ema_rampup is None and t.loss.blur_init_sigma == 0 and t.augment.speed_kimg == 100
 
 
 def test_config_round_trips_through_json():
-    c = new_run_config(dict(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=10, metrics="none", mirror=True))
+    c = new_run_config(TrainingFlags(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=10, metrics="none",
+                                     mirror=True))
     assert TrainingConfig.from_json(c.to_json()) == c
 
 
@@ -56,15 +59,15 @@ def test_config_round_trips_through_json():
 def test_bad_batch_and_options_name_the_flag(extra, message):
     base = dict(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=1)
     with pytest.raises(UsageError, match=message.replace("-", r"\-")):
-        new_run_config({**base, **extra})
+        new_run_config(TrainingFlags(**{**base, **extra}))
 
 
 def test_resumed_run_may_change_only_its_length_and_reporting():
-    saved = new_run_config(dict(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=10))
-    c = resumed_run_config(saved, dict(kimg=100, snap=5, gamma=10, cfg="stylegan2"), "state")
+    saved = new_run_config(TrainingFlags(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=10))
+    c = resumed_run_config(saved, TrainingFlags(kimg=100, snap=5, gamma=10, cfg="stylegan2"), "state")
     assert (c.run.kimg, c.run.snap) == (100, 5)
     with pytest.raises(UsageError, match="was trained with --gamma 10"):
-        resumed_run_config(saved, dict(gamma=2), "state")
+        resumed_run_config(saved, TrainingFlags(gamma=2), "state")
 
 
 def test_dry_run_prints_resolved_options_and_creates_nothing(tmp_path, data, capsys):

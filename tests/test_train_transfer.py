@@ -11,7 +11,7 @@ import torch
 
 import nvidia_pickle_builder as nb
 from stylegan.core.errors import UsageError
-from stylegan.training import prepare_config, train
+from stylegan.training import TrainingFlags, prepare_config, train
 from test_train_common import TINY, flags, state_tensors, write_dataset
 
 AUGMENT_P = 0.375           # exact in float32, so the config holds exactly this value
@@ -86,12 +86,18 @@ def test_snapshot_that_does_not_fit_names_the_difference(tmp_path, snapshot):
 
 
 @pytest.mark.slow
-def test_training_from_a_snapshot_carries_its_weights_p_and_kimg(tmp_path, snapshot):
+def test_training_from_a_snapshot_carries_its_weights_p_and_kimg(tmp_path, snapshot, monkeypatch):
+    from stylegan.training import transfer
     pkl, refs, data = snapshot
+    reads = []
+    read = transfer._read_networks
+    monkeypatch.setattr(transfer, "_read_once", {})     # not what earlier tests' checks kept of this file
+    monkeypatch.setattr(transfer, "_read_networks", lambda path: reads.append(path) or read(path))
     # Two steps of batch 8, counting on from the snapshot's 1200 kimg.
     c = prepare_config(flags(tmp_path, data, resume=str(pkl), resume_kimg=1200, kimg=1200.016, tick=0.008, snap=2),
                        quiet=True)
     run_dir = train(c)
+    assert len(reads) == 1          # prepare_config's fit check read the file; the loop took those networks
     rows = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in rows] == [pytest.approx(1200.008), pytest.approx(1200.016)]
     # ADA moves p by at most batch * interval / (100 kimg) = 3.2e-4 per adjustment from where it started.
@@ -115,17 +121,16 @@ def test_architecture_flags_come_from_our_network_file(tmp_path, capsys):
     G = stylegan.build_generator("stylegan2", 16, cbase=512, cmax=16, map_depth=1)
     path = stylegan.save_network(G, tmp_path / "g.safetensors")
     data = write_dataset(tmp_path / "d.zip", count=8)
-    c = prepare_config(dict(outdir=str(tmp_path / "runs"), data=str(data), batch=4, gamma=1, resume=str(path),
-                            device="cpu", metrics="none"))
+    run = dict(outdir=str(tmp_path / "runs"), data=str(data), batch=4, gamma=1, device="cpu", metrics="none")
+    c = prepare_config(TrainingFlags(**run, resume=str(path)))
     assert (c.network.cfg, c.network.cbase, c.network.cmax, c.network.map_depth) == ("stylegan2", 512, 16, 1)
     assert "--cfg stylegan2 --cbase 512 --cmax 16 --map-depth 1 taken from the file" in capsys.readouterr().out
     with pytest.raises(UsageError, match="channel_max 16 in the file vs 32"):
-        prepare_config(dict(outdir=str(tmp_path / "runs"), data=str(data), batch=4, gamma=1, resume=str(path),
-                            device="cpu", metrics="none", cmax=32))
+        prepare_config(TrainingFlags(**run, resume=str(path), cmax=32))
 
 
 def test_the_shipped_network_is_resumed_by_name(tmp_path):
     data = write_dataset(tmp_path / "d32.zip", count=8, resolution=32)
-    c = prepare_config(dict(outdir=str(tmp_path / "runs"), data=str(data), batch=4, gamma=1, resume="emoji",
-                            device="cpu", metrics="none"), quiet=True)
+    c = prepare_config(TrainingFlags(outdir=str(tmp_path / "runs"), data=str(data), batch=4, gamma=1,
+                                     resume="emoji", device="cpu", metrics="none"), quiet=True)
     assert c.run.resume.endswith("emoji-stylegan2-32.safetensors") and c.network.cmax == 64

@@ -3,6 +3,10 @@
 A run is described by one `TrainingConfig`. It is resolved from the preset for `--cfg` plus the flags, checked
 before any work starts, written to `training_options.json`, and stored in every snapshot and training state.
 The defaults and presets are those of NVIDIA's stylegan3 `train.py`, so its users get the dynamics they know.
+
+Every `stylegan train` flag is one row of `OPTIONS`: its config field, type, default, help and whether --resume
+may change it. The click options (cli/train.py), the dataclass defaults, `TrainingFlags`, `config_as_flags` and
+the resume rules are all read from that table.
 """
 from __future__ import annotations
 
@@ -10,19 +14,147 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from stylegan.augment import AUG_MODES, AugmentConfig
+from stylegan.core.device import DEVICE_CHOICES
 from stylegan.core.errors import UsageError
+from stylegan.networks.presets import PRESETS as NETWORK_PRESETS
+
+
+def parse_metrics(text: str | list[str] | None) -> list[str]:
+    if text is None:
+        return []
+    if isinstance(text, (list, tuple)):
+        return [str(t) for t in text]
+    names = [t.strip() for t in str(text).split(",") if t.strip()]
+    return [] if names in ([], ["none"]) else names
+
+
+def data_path(text: str) -> str:
+    """--data as an absolute path (so a run can be resumed from another folder); a bundled set's name ('demo',
+    'openmoji') stays a name."""
+    from stylegan.data import is_bundled_dataset
+    return text if is_bundled_dataset(text) else str(Path(text).expanduser().resolve())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The flag table. One row per `stylegan train` option: the click option (cli/train.py), the TrainingConfig field
+# and its default (the dataclasses below), config_as_flags and the --resume rules all come from these rows, so a
+# new training option is one row here plus the code that uses its field.
+
+KEEP = "keep"           # a resumed run must agree with the saved value (it shapes the networks or the dynamics)
+CHANGE = "change"       # a resumed run may change it: how long it runs, how often it reports, where it runs
+SPLIT = "split"         # a resumed run may change it when the saved batch still splits evenly (--gpus)
+PLACE = "place"         # not compared: where the runs are, or what --resume itself points at
+
+
+@dataclass(frozen=True)
+class Option:
+    """One row of the flag table."""
+    name: str                       # the flag, with underscores: batch_gpu is --batch-gpu
+    field: str | None               # 'section.field' of TrainingConfig that holds it; None = no field of its own
+    type: type                      # int | float | bool | str
+    default: Any                    # the value when the flag is not given; None = none fixed (a preset, batch/gpus)
+    help: str                       # --help text; the note in brackets is added from `default` or `note`
+    resume: str                     # KEEP | CHANGE | SPLIT | PLACE, see above
+    choices: tuple[str, ...] = ()   # the allowed values, for a choice
+    min: float | None = None        # the allowed range, shown by --help as [x>=min]
+    max: float | None = None
+    metavar: str | None = None
+    note: str | None = None         # the bracketed note in --help when it is not "default: <default>"; "" = none
+    required: bool = False          # a new run needs it (a resumed run takes it from the training state)
+    convert: Callable[[Any], Any] | None = None     # flag value -> field value; None = `type`
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def to_field(self, value: Any) -> Any:
+        return (self.convert or self.type)(value)
+
+    @property
+    def help_note(self) -> str:
+        if self.note is not None:
+            return f"  [{self.note}]" if self.note else ""
+        return f"  [default: {self.default}]" if self.default is not None else ""
+
 
 CFG_CHOICES = ("stylegan3-t", "stylegan3-r", "stylegan2")
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
+_AUGMENT = AugmentConfig()              # the augmentation flags' defaults are the augment config's own
+_NEW = "required for a new run"
+
+OPTIONS: tuple[Option, ...] = (
+    Option("outdir", "run.outdir", str, None, "Where the numbered run directories go.", PLACE,
+           metavar="DIR", note="required", required=True, convert=lambda text: str(Path(text).expanduser().resolve())),
+    Option("cfg", "network.cfg", str, None, "Base configuration.", KEEP, choices=CFG_CHOICES, note=_NEW,
+           required=True),
+    Option("data", "data.path", str, None, "Training images ('demo', 'openmoji' = the bundled sets).", KEEP,
+           metavar="ZIP|DIR", note=_NEW, required=True, convert=lambda text: data_path(str(text))),
+    Option("batch", "run.batch", int, None, "Total batch size, over all GPUs.", KEEP, metavar="INT", note=_NEW,
+           required=True),
+    Option("gamma", "loss.r1_gamma", float, None, "R1 regularisation weight.", KEEP, metavar="FLOAT", note=_NEW,
+           required=True),
+    Option("gpus", "run.gpus", int, 1, "Processes to launch on this machine (under torchrun: the world size).",
+           SPLIT, min=1, metavar="INT"),
+    Option("batch_gpu", "run.batch_gpu", int, None,
+           "Images per forward pass; less than batch/gpus accumulates gradients.", KEEP, min=1, metavar="INT",
+           note="default: batch/gpus"),
+    Option("cond", "data.cond", bool, False, "Condition on the dataset's labels.", KEEP),
+    Option("mirror", "data.mirror", bool, False, "Add x-flipped copies of the images.", KEEP),
+    Option("aug", "augment.mode", str, _AUGMENT.mode, "Augmentation mode.", KEEP, choices=AUG_MODES),
+    Option("p", "augment.p", float, None,
+           "Probability for --aug fixed (required there); starting p for --aug ada.", KEEP, min=0, max=1,
+           metavar="FLOAT", note="default: 0, or the p stored in a snapshot given to --resume"),
+    Option("target", "augment.target", float, _AUGMENT.target, "ADA target.", KEEP, min=0, max=1, metavar="FLOAT"),
+    Option("augpipe", "augment.augpipe", str, _AUGMENT.augpipe, "Augmentation pipeline preset.", KEEP,
+           metavar="NAME"),
+    Option("resume", "run.resume", str, None,
+           "Continue a run ('latest' or a training-state file), or start from the weights of a network file "
+           "(.safetensors, NVIDIA .pkl, or a URL of one).", PLACE, metavar="latest|STATE|NETWORK",
+           convert=lambda text: str(text or "")),
+    Option("resume_kimg", "run.resume_kimg", float, 0, "With a network file: the kimg to start counting from.",
+           KEEP, min=0, metavar="KIMG"),
+    Option("freezed", "network.freezed", int, 0, "Freeze the first N layers of D (Freeze-D).", KEEP, min=0,
+           metavar="INT"),
+    Option("freeze_mapping", "network.freeze_mapping", bool, False, "Keep G's mapping network fixed.", KEEP),
+    Option("cbase", "network.cbase", int, 32768, "Capacity multiplier.", KEEP, min=1, metavar="INT"),
+    Option("cmax", "network.cmax", int, 512, "Max. feature maps.", KEEP, min=1, metavar="INT"),
+    Option("map_depth", "network.map_depth", int, None, "Mapping network depth.", KEEP, min=1, metavar="INT",
+           note="default: 8 stylegan2, 2 stylegan3"),
+    Option("mbstd_group", "network.mbstd_group", int, 4, "Minibatch stddev group size.", KEEP, min=1,
+           metavar="INT"),
+    Option("glr", "optim.glr", float, None, "G learning rate.", KEEP, min=0, metavar="FLOAT",
+           note="default: 0.002 stylegan2, 0.0025 stylegan3"),
+    Option("dlr", "optim.dlr", float, 0.002, "D learning rate.", KEEP, min=0, metavar="FLOAT"),
+    Option("desc", "run.desc", str, "", "Text appended to the run directory's name.", KEEP, metavar="STR", note="",
+           convert=lambda text: str(text or "")),
+    Option("metrics", "run.metrics", str, "fid50k_full", "Metrics at each snapshot.", CHANGE,
+           metavar="NAME,...|none", convert=parse_metrics),
+    Option("kimg", "run.kimg", float, 25000, "Training length, thousands of images.", CHANGE, metavar="KIMG"),
+    Option("tick", "run.tick", float, 4, "Progress line every this many kimg.", CHANGE, metavar="KIMG"),
+    Option("snap", "run.snap", int, 50, "Snapshot every this many ticks.", CHANGE, metavar="TICKS"),
+    Option("seed", "run.seed", int, 0, "Random seed.", KEEP, min=0, metavar="INT"),
+    Option("fp32", None, bool, False, "Disable mixed precision (same as --precision fp32).", KEEP),
+    Option("precision", "network.precision", str, "auto",
+           "auto = fp16 in the top 4 resolutions on CUDA, fp32 elsewhere; bf16 = autocast, no clamp (CPU, or a "
+           "GPU with bfloat16).", KEEP, choices=PRECISION_CHOICES),
+    # --compile changes speed, not dynamics: compiled code draws the same random numbers (core/compile.py).
+    Option("compile", "run.compile", bool, False,
+           "torch.compile G and D (eager with one warning if that fails; R1 and path length stay eager). A "
+           "resumed run may turn it on or off.", CHANGE),
+    Option("workers", "data.workers", int, 3, "DataLoader worker processes.", CHANGE, min=0, metavar="INT"),
+    Option("device", "run.device", str, "auto", "Where to run: auto picks CUDA, then MPS, then CPU.", CHANGE,
+           metavar="|".join(DEVICE_CHOICES)),
+)
+OPTION = {o.name: o for o in OPTIONS}
 
 
 @dataclass(frozen=True)
 class Preset:
-    """What differs between the three configurations (NVIDIA stylegan3 train.py, "Base configuration")."""
-    map_depth: int              # mapping network layers
+    """What differs between the three configurations in training (NVIDIA stylegan3 train.py, "Base
+    configuration"); the mapping depth, which shapes the network, is networks.presets' `map_depth`."""
     glr: float                  # generator learning rate
     style_mixing_prob: float    # style mixing regularisation (StyleGAN2 paper, sec. 3.2 of StyleGAN)
     pl_weight: float            # path length regularisation weight (StyleGAN2 eq. 4)
@@ -32,25 +164,34 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    #                         map_depth  glr     style_mixing  pl_weight  pl_interval  blur_sigma  blur_fade
-    "stylegan3-t": Preset(    2,         0.0025, 0.0,          0.0,       0,           0.0,        0.0),
-    "stylegan3-r": Preset(    2,         0.0025, 0.0,          0.0,       0,           10.0,       200.0),
-    "stylegan2":   Preset(    8,         0.002,  0.9,          2.0,       4,           0.0,        0.0),
+    #                         glr     style_mixing  pl_weight  pl_interval  blur_sigma  blur_fade
+    "stylegan3-t": Preset(    0.0025, 0.0,          0.0,       0,           0.0,        0.0),
+    "stylegan3-r": Preset(    0.0025, 0.0,          0.0,       0,           10.0,       200.0),
+    "stylegan2":   Preset(    0.002,  0.9,          2.0,       4,           0.0,        0.0),
 }
+
+
+def _default(path: str) -> Any:
+    """The dataclass default of a field that a flag sets: the flag's default, as the field holds it."""
+    option = _BY_FIELD[path]
+    return option.to_field(option.default)
+
+
+_BY_FIELD = {o.field: o for o in OPTIONS if o.field}
 
 
 @dataclass
 class NetworkOptions:
     cfg: str = "stylegan3-t"            # stylegan3-t | stylegan3-r | stylegan2
-    cbase: int = 32768                  # capacity multiplier: channels = min(cbase / resolution, cmax)
-    cmax: int = 512                     # maximum number of feature maps
+    cbase: int = _default("network.cbase")      # capacity multiplier: channels = min(cbase / resolution, cmax)
+    cmax: int = _default("network.cmax")        # maximum number of feature maps
     map_depth: int = 2                  # mapping network depth (preset: 8 for stylegan2, 2 for stylegan3)
-    mbstd_group: int = 4                # minibatch standard deviation group size, within each batch_gpu chunk
-    freezed: int = 0                    # freeze the first N layers of D (Freeze-D), counted from the input
-    freeze_mapping: bool = False        # keep the mapping network fixed (transfer learning)
-    precision: str = "auto"             # auto | fp32 | fp16 | bf16; auto = fp16 on CUDA, fp32 elsewhere.
-                                        # fp16: the top 4 resolutions in fp16 with conv_clamp 256 (CUDA only);
-                                        # bf16: autocast everywhere, no clamp (bf16 has fp32's exponent range)
+    mbstd_group: int = _default("network.mbstd_group")  # minibatch stddev group size, within each batch_gpu chunk
+    freezed: int = _default("network.freezed")  # freeze the first N layers of D (Freeze-D), counted from the input
+    freeze_mapping: bool = _default("network.freeze_mapping")   # keep the mapping network fixed (transfer learning)
+    precision: str = _default("network.precision")
+    # auto | fp32 | fp16 | bf16; auto = fp16 on CUDA, fp32 elsewhere. fp16: the top 4 resolutions in fp16 with
+    # conv_clamp 256 (CUDA only); bf16: autocast everywhere, no clamp (bf16 has fp32's exponent range)
 
 
 @dataclass
@@ -69,7 +210,7 @@ class LossOptions:
 @dataclass
 class OptimizerOptions:
     glr: float = 0.0025                 # G learning rate (preset: 0.002 for stylegan2)
-    dlr: float = 0.002                  # D learning rate
+    dlr: float = _default("optim.dlr")  # D learning rate
     betas: tuple[float, float] = (0.0, 0.99)
     eps: float = 1e-8
     ema_kimg: float = 10.0              # half-life of the G_ema average, in kimg: batch * 10 / 32
@@ -84,28 +225,28 @@ class DataOptions:
     channels: int = 0                   # resolved from the dataset
     label_dim: int = 0                  # resolved: 0 unless --cond
     size: int = 0                       # number of images, before --mirror doubles them
-    cond: bool = False                  # condition G and D on the dataset's labels
-    mirror: bool = False                # add x-flipped copies of every image
-    workers: int = 3                    # DataLoader worker processes (0 = load in the training process)
+    cond: bool = _default("data.cond")  # condition G and D on the dataset's labels
+    mirror: bool = _default("data.mirror")      # add x-flipped copies of every image
+    workers: int = _default("data.workers")     # DataLoader worker processes (0 = load in the training process)
 
 
 @dataclass
 class RunOptions:
     outdir: str = ""
     run_dir: str = ""                   # resolved: <outdir>/<id>-<cfg>-<data>-gpus<N>-batch<B>-gamma<G>[-desc]
-    desc: str = ""
-    kimg: float = 25000.0               # total training length, in thousands of real images shown to D
-    tick: float = 4.0                   # progress line every this many kimg
-    snap: int = 50                      # snapshot every this many ticks
-    seed: int = 0
+    desc: str = _default("run.desc")
+    kimg: float = _default("run.kimg")  # total training length, in thousands of real images shown to D
+    tick: float = _default("run.tick")  # progress line every this many kimg
+    snap: int = _default("run.snap")    # snapshot every this many ticks
+    seed: int = _default("run.seed")
     batch: int = 32                     # global batch, summed over processes
     batch_gpu: int = 32                 # images per process per forward pass; less than batch/gpus accumulates
-    gpus: int = 1                       # number of processes (world size)
-    device: str = "auto"
-    metrics: list[str] = field(default_factory=list)
+    gpus: int = _default("run.gpus")    # number of processes (world size)
+    device: str = _default("run.device")
+    metrics: list[str] = field(default_factory=lambda: _default("run.metrics"))
     resume: str = ""                    # '' | training state path | network file used as initial weights
-    resume_kimg: float = 0.0            # kimg to start counting from
-    compile: bool = False               # torch.compile G and D in the phases that differentiate once
+    resume_kimg: float = _default("run.resume_kimg")    # kimg to start counting from
+    compile: bool = _default("run.compile")     # torch.compile G and D in the phases that differentiate once
 
 
 @dataclass
@@ -167,41 +308,51 @@ class TrainingConfig:
 # Flags -> config. Every flag is optional here; None means "not given", so that a resumed run can tell the
 # flags the user changed from the ones they left alone.
 
-# Defaults of the flags that have one (shown in --help and docs/training.md).
-FLAG_DEFAULTS: dict[str, Any] = dict(
-    gpus=1, cond=False, mirror=False, aug="ada", target=0.6, augpipe="bgc", freezed=0, freeze_mapping=False,
-    cbase=32768, cmax=512, dlr=0.002, mbstd_group=4, desc="", metrics="fid50k_full", kimg=25000, tick=4, snap=50,
-    seed=0, precision="auto", fp32=False, workers=3, device="auto", resume_kimg=0, compile=False,
-)
+class _Flags:
+    """Methods of TrainingFlags (whose fields are made from OPTIONS below)."""
+
+    def given(self) -> dict[str, Any]:
+        """The flags that were given, by name."""
+        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+    def as_args(self, *, leave_out: tuple[str, ...] = ()) -> list[str]:
+        """The given flags as `stylegan train` arguments (--batch-gpu=4 ...), e.g. to launch more processes."""
+        return [f"{OPTION[name].flag}={value}" for name, value in self.given().items() if name not in leave_out]
+
+
+# The flags of one `stylegan train` call, typed: TrainingFlags(outdir="runs", cfg="stylegan2", data="ffhq.zip",
+# batch=32, gamma=10). One field per row of OPTIONS, each None unless given; a misspelt name is a TypeError.
+TrainingFlags = dataclasses.make_dataclass(
+    "TrainingFlags", [(o.name, f"{o.type.__name__} | None", field(default=None)) for o in OPTIONS],
+    bases=(_Flags,), frozen=True)
+TrainingFlags.__module__ = __name__
 
 # Flags without a default: a new run needs all of them.
-FRESH_RUN_FLAGS = ("outdir", "cfg", "data", "batch", "gamma")
+FRESH_RUN_FLAGS = tuple(o.name for o in OPTIONS if o.required)
 
-# Flags that a resumed run may change: how long it runs, how often it reports, where and how it runs (and --gpus).
-# --compile changes speed, not dynamics: compiled code draws the same random numbers (core/compile.py).
-RESUME_MAY_CHANGE = ("kimg", "tick", "snap", "metrics", "workers", "device", "compile")
-
-
-def parse_metrics(text: str | list[str] | None) -> list[str]:
-    if text is None:
-        return []
-    if isinstance(text, (list, tuple)):
-        return [str(t) for t in text]
-    names = [t.strip() for t in str(text).split(",") if t.strip()]
-    return [] if names in ([], ["none"]) else names
+# Flags that a resumed run may change (--gpus last: it may change only when the saved batch splits across it).
+RESUME_MAY_CHANGE = tuple(o.name for o in OPTIONS if o.resume == CHANGE) + \
+    tuple(o.name for o in OPTIONS if o.resume == SPLIT)
 
 
-def new_run_config(flags: dict[str, Any]) -> TrainingConfig:
-    """Resolve the preset for --cfg plus the given flags into a config for a new run (dataset not opened yet).
+def _set(config: TrainingConfig, path: str, value: Any) -> None:
+    section, name = path.split(".")
+    setattr(getattr(config, section), name, value)
 
-    `flags` holds the CLI's values by option name (outdir, cfg, data, batch, gamma, ...); None = not given.
-    """
-    f = {k: v for k, v in flags.items() if v is not None}
+
+def _get(config: TrainingConfig, path: str) -> Any:
+    section, name = path.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def new_run_config(flags: TrainingFlags) -> TrainingConfig:
+    """Resolve the preset for --cfg plus the given flags into a config for a new run (dataset not opened yet)."""
+    f = flags.given()
     for name in FRESH_RUN_FLAGS:
         if name not in f:
-            raise UsageError(f"--{name.replace('_', '-')} is required to start a new run "
+            raise UsageError(f"{OPTION[name].flag} is required to start a new run "
                              "(only --outdir is needed with --resume latest)")
-    get = lambda name: f.get(name, FLAG_DEFAULTS.get(name))  # noqa: E731
+    get = lambda name: f.get(name, OPTION[name].default)  # noqa: E731
     cfg = get("cfg")
     if cfg not in PRESETS:
         raise UsageError(f"--cfg {cfg}: unknown configuration; choose one of {', '.join(CFG_CHOICES)}")
@@ -239,49 +390,36 @@ def new_run_config(flags: dict[str, Any]) -> TrainingConfig:
         if name in f and float(f[name]) < 0:
             raise UsageError(f"--{name} {f[name]}: must be zero or positive")
 
+    config = TrainingConfig()
+    for o in OPTIONS:       # every flag with a field of its own lands there; augment resolves its four itself
+        if o.field and not o.field.startswith("augment.") and get(o.name) is not None:
+            _set(config, o.field, o.to_field(get(o.name)))
+    # What the flags do not set one to one: the preset's values, and what follows from the batch and --resume.
     transfer = bool(f.get("resume"))  # a network file: fine-tuning from its weights (NVIDIA's --resume pkl)
+    config.run.batch_gpu = batch_gpu
+    config.network.map_depth = int(f.get("map_depth") or NETWORK_PRESETS[cfg].map_depth)
+    config.network.precision = precision
+    config.loss = LossOptions(
+        r1_gamma=gamma, style_mixing_prob=preset.style_mixing_prob, pl_weight=preset.pl_weight,
+        pl_interval=preset.pl_interval,
+        # NVIDIA turns the blur off when fine-tuning: the resumed D already knows sharp images.
+        blur_init_sigma=0.0 if transfer else preset.blur_init_sigma,
+        blur_fade_kimg=preset.blur_fade_kimg_32 * batch / 32)
+    config.optim.glr = float(f.get("glr", preset.glr))
+    config.optim.ema_kimg = batch * 10 / 32
+    config.optim.ema_rampup = None if transfer else 0.05
     # --p: the fixed probability with --aug fixed, the starting p with --aug ada (0 unless given).
-    augment = AugmentConfig.from_flags(aug=f.get("aug"), p=f.get("p"), target=f.get("target"),
-                                       augpipe=f.get("augpipe"), speed_kimg=100.0 if transfer else 500.0)
-    config = TrainingConfig(
-        network=NetworkOptions(
-            cfg=cfg, cbase=int(get("cbase")), cmax=int(get("cmax")),
-            map_depth=int(f.get("map_depth") or preset.map_depth), mbstd_group=mbstd,
-            freezed=int(get("freezed")), freeze_mapping=bool(get("freeze_mapping")), precision=precision),
-        loss=LossOptions(
-            r1_gamma=gamma, style_mixing_prob=preset.style_mixing_prob, pl_weight=preset.pl_weight,
-            pl_interval=preset.pl_interval,
-            # NVIDIA turns the blur off when fine-tuning: the resumed D already knows sharp images.
-            blur_init_sigma=0.0 if transfer else preset.blur_init_sigma,
-            blur_fade_kimg=preset.blur_fade_kimg_32 * batch / 32),
-        optim=OptimizerOptions(
-            glr=float(f.get("glr", preset.glr)), dlr=float(get("dlr")),
-            ema_kimg=batch * 10 / 32, ema_rampup=None if transfer else 0.05),
-        augment=augment,
-        data=DataOptions(path=data_path(str(get("data"))), cond=bool(get("cond")), mirror=bool(get("mirror")),
-                         workers=int(get("workers"))),
-        run=RunOptions(
-            outdir=str(Path(str(get("outdir"))).expanduser().resolve()), desc=str(get("desc") or ""), kimg=float(get("kimg")), tick=float(get("tick")),
-            snap=int(get("snap")), seed=int(get("seed")), batch=batch, batch_gpu=batch_gpu, gpus=gpus,
-            device=str(get("device")), metrics=parse_metrics(get("metrics")), resume=str(f.get("resume") or ""),
-            resume_kimg=float(get("resume_kimg")), compile=bool(get("compile"))),
-    )
+    config.augment = AugmentConfig.from_flags(aug=f.get("aug"), p=f.get("p"), target=f.get("target"),
+                                              augpipe=f.get("augpipe"), speed_kimg=100.0 if transfer else 500.0)
     return config
 
 
-def data_path(text: str) -> str:
-    """--data as an absolute path (so a run can be resumed from another folder); a bundled set's name ('demo',
-    'openmoji') stays a name."""
-    from stylegan.data import is_bundled_dataset
-    return text if is_bundled_dataset(text) else str(Path(text).expanduser().resolve())
-
-
-def resumed_run_config(saved: TrainingConfig, flags: dict[str, Any], state_path: str) -> TrainingConfig:
+def resumed_run_config(saved: TrainingConfig, flags: TrainingFlags, state_path: str) -> TrainingConfig:
     """The config of a run continued from its training state: the saved one, with only RESUME_MAY_CHANGE flags
     taking new values. Any other flag that is given must agree with the saved run."""
     config = TrainingConfig.from_dict(saved.to_dict())
     saved_flags = config_as_flags(saved)
-    given = {k: v for k, v in flags.items() if v is not None and k not in ("outdir", "resume", "gpus")}
+    given = {k: v for k, v in flags.given().items() if OPTION[k].resume in (KEEP, CHANGE)}
     if "data" in given:
         given["data"] = data_path(str(given["data"]))
     if given.pop("fp32", False):
@@ -289,42 +427,32 @@ def resumed_run_config(saved: TrainingConfig, flags: dict[str, Any], state_path:
     if given.get("precision") == "auto":
         del given["precision"]
     for name, value in given.items():
-        if name not in RESUME_MAY_CHANGE and not _same(saved_flags.get(name), value):
+        if OPTION[name].resume != CHANGE and not _same(saved_flags.get(name), value):
+            flag = OPTION[name].flag
             raise UsageError(
-                f"--{name.replace('_', '-')} {value}: the run being resumed ({state_path}) was trained with "
-                f"--{name.replace('_', '-')} {saved_flags.get(name, '(unset)')}; drop the flag to continue it, or "
+                f"{flag} {value}: the run being resumed ({state_path}) was trained with "
+                f"{flag} {saved_flags.get(name, '(unset)')}; drop the flag to continue it, or "
                 f"start a new run without --resume. Flags a resumed run may change: "
-                + ", ".join('--' + n for n in RESUME_MAY_CHANGE + ("gpus",)))
-    for name, (section, convert) in _RESUME_OVERRIDES.items():
-        if flags.get(name) is not None:
-            setattr(getattr(config, section), name, convert(flags[name]))
-    if flags.get("gpus") is not None and int(flags["gpus"]) != saved.run.gpus:
+                + ", ".join(OPTION[n].flag for n in RESUME_MAY_CHANGE))
+    gpus = flags.gpus
+    if gpus is not None and int(gpus) != saved.run.gpus:
         # With the same batch_gpu chunks the dynamics do not depend on the world size (see loop.py), so a run
         # may move to more or fewer GPUs.
-        gpus = int(flags["gpus"])
+        gpus = int(gpus)
         if saved.run.batch % gpus != 0 or (saved.run.batch // gpus) % saved.run.batch_gpu != 0:
             raise UsageError(f"--gpus {gpus}: the resumed run's --batch {saved.run.batch} and --batch-gpu "
                              f"{saved.run.batch_gpu} do not divide evenly across {gpus} GPUs")
-        config.run.gpus = gpus
+    for name in RESUME_MAY_CHANGE:
+        value = getattr(flags, name)
+        if value is not None:
+            _set(config, OPTION[name].field, OPTION[name].to_field(value))
     return config
 
 
 def config_as_flags(config: TrainingConfig) -> dict[str, Any]:
-    """The flag values that produce `config` (for comparing a resumed run's flags with the saved ones)."""
-    return dict(
-        cfg=config.network.cfg, data=config.data.path, batch=config.run.batch, batch_gpu=config.run.batch_gpu,
-        gamma=config.loss.r1_gamma, cond=config.data.cond, mirror=config.data.mirror, aug=config.augment.mode,
-        p=config.augment.p, target=config.augment.target, augpipe=config.augment.augpipe,
-        freezed=config.network.freezed, freeze_mapping=config.network.freeze_mapping, cbase=config.network.cbase,
-        cmax=config.network.cmax, map_depth=config.network.map_depth, mbstd_group=config.network.mbstd_group,
-        glr=config.optim.glr, dlr=config.optim.dlr, desc=config.run.desc, seed=config.run.seed,
-        resume_kimg=config.run.resume_kimg, precision=config.network.precision, compile=config.run.compile,
-    )
-
-
-_RESUME_OVERRIDES = {"kimg": ("run", float), "tick": ("run", float), "snap": ("run", int),
-                     "metrics": ("run", parse_metrics), "workers": ("data", int), "device": ("run", str),
-                     "compile": ("run", bool)}
+    """The flag values that produce `config`: one per row of OPTIONS that has a field (for comparing a resumed
+    run's flags with the saved ones; new_run_config of them gives the config back)."""
+    return {o.name: _get(config, o.field) for o in OPTIONS if o.field}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -34,6 +34,7 @@ from stylegan.core import dist
 from stylegan.data import ConvertOptions, convert_dataset
 from stylegan.data.bundled import bundled_training_set, held_out_images, is_bundled_dataset
 from stylegan.training.loop import train
+from stylegan.training.config import TrainingFlags
 from stylegan.training.prepare import prepare_config
 from stylegan.training.rundir import next_run_dir
 
@@ -111,7 +112,7 @@ def run_demo(outdir: str | os.PathLike = "demo-runs", device: str = "cpu", optio
             if is_bundled_dataset(o.finetune_data) else o.finetune_data)
     flags = dict(FINETUNE_FLAGS, outdir=str(demo_dir / "finetune"), data=str(data),
                  resume=str(resolve_source(o.network)), kimg=o.finetune_kimg, device=device)
-    run_dir = train(prepare_config(flags))
+    run_dir = train(prepare_config(TrainingFlags(**flags)))
     G_ft = load_generator(sorted(Path(run_dir).glob("network-snapshot-*.safetensors"))[-1], device)
     seeds = range(o.compare_seeds)
     before_after = np.concatenate([render(G, seeds=seeds).numpy(), render(G_ft, seeds=seeds).numpy()])
@@ -192,7 +193,7 @@ def run_demo_from_scratch(outdir: str | os.PathLike = "demo-runs", device: str =
     cmd = stylegan_command()
     command = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items())
     dist.print0(f"Demo: {cmd} train {command}\n")
-    run_dir = train(prepare_config(flags))
+    run_dir = train(prepare_config(TrainingFlags(**flags)))
     networks = sorted(Path(run_dir).glob("network-snapshot-*.safetensors"))    # the loop said where they are
     if networks:
         dist.print0(f"More images:       {cmd} generate --network {networks[-1]} --seeds 0-15 --grid 4x4 "

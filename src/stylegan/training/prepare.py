@@ -6,10 +6,11 @@ that is not there, a damaged resume file, weights that do not fit the run.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import safetensors
 import torch
@@ -22,12 +23,13 @@ from stylegan.io.sources import is_url, local_source, resolve_source
 from stylegan.networks import generator_config
 from stylegan.training import rundir
 from stylegan.training.config import (
-    FRESH_RUN_FLAGS, TrainingConfig, new_run_config, parse_metrics, resumed_run_config)
+    FRESH_RUN_FLAGS, OPTION, TrainingConfig, TrainingFlags, new_run_config, resumed_run_config)
 from stylegan.training.state import FORMAT_KEY, load_training_state
 
 
-def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingConfig:
-    """Resolve and check the options of `stylegan train` (option name -> value; None = not given).
+def prepare_config(flags: TrainingFlags | Mapping[str, Any], *, quiet: bool = False) -> TrainingConfig:
+    """Resolve and check the options of `stylegan train` (each flag None when not given). A mapping of flag names
+    is read as TrainingFlags(**flags) first, so a misspelt name fails there.
 
     --resume latest         continue the newest run in --outdir from its newest training state; if that run has
                             none, start a new run when the flags describe one
@@ -36,22 +38,23 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
                             training snapshot, --aug ada without --p starts at the snapshot's ADA p
     """
     say = (lambda *a: None) if quiet else dist.print0
-    flags = dict(flags)
-    _torchrun_world(flags)
-    outdir = flags.get("outdir")
+    if not isinstance(flags, TrainingFlags):
+        flags = TrainingFlags(**flags)
+    flags = _torchrun_world(flags)
+    outdir = flags.outdir
     if not outdir:
         raise UsageError("--outdir is required: the folder that holds the numbered run directories")
-    resume = flags.get("resume") or None
+    resume = flags.resume or None
     state_path = None
     if resume == "latest":
         state_path = rundir.find_latest_state(outdir)
         if state_path is None:
-            missing = [f"--{n}" for n in FRESH_RUN_FLAGS if flags.get(n) is None]
+            missing = [OPTION[n].flag for n in FRESH_RUN_FLAGS if getattr(flags, n) is None]
             if missing:
                 raise UsageError(f"--resume latest: the newest run in {outdir} has no training state to continue; "
                                  f"to start a new run instead, give {', '.join(missing)}")
             say(f"--resume latest: no training state in {outdir} yet; starting a new run")
-            flags["resume"] = None
+            flags = dataclasses.replace(flags, resume=None)
     elif resume is not None:
         if is_url(resume):      # NVIDIA's docs fine-tune from a URL: downloaded once into the cache, then a file
             try:
@@ -64,7 +67,7 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
                              "file, or 'latest'")
         if path.name.startswith(rundir.STATE_PREFIX) or _is_state_file(path):
             state_path = path
-        flags["resume"] = str(path)
+        flags = dataclasses.replace(flags, resume=str(path))
 
     if state_path is not None:
         saved = _saved_config(state_path)
@@ -72,8 +75,8 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
         config.run.resume = str(state_path)
         config.run.run_dir = str(Path(state_path).parent)
     else:
-        if flags.get("resume"):
-            flags = _architecture_from_file(flags, Path(flags["resume"]), say)
+        if flags.resume:
+            flags = _architecture_from_file(flags, Path(flags.resume), say)
         config = new_run_config(flags)
     rundir.check_outdir_writable(config.run.outdir)
     device = resolve_device(config.run.device)
@@ -88,12 +91,12 @@ def prepare_config(flags: dict[str, Any], *, quiet: bool = False) -> TrainingCon
     if state_path is None and config.run.resume:
         from stylegan.training.transfer import adopt_file_settings, check_pretrained
         augment_p = check_pretrained(config, config.run.resume)
-        adopt_file_settings(config, config.run.resume, augment_p, p_given=flags.get("p") is not None,
-                            kimg_given=flags.get("resume_kimg") is not None, say=say)
+        adopt_file_settings(config, config.run.resume, augment_p, p_given=flags.p is not None,
+                            kimg_given=flags.resume_kimg is not None, say=say)
     return config
 
 
-def _architecture_from_file(flags: dict[str, Any], path: Path, say) -> dict[str, Any]:
+def _architecture_from_file(flags: TrainingFlags, path: Path, say) -> TrainingFlags:
     """Fine-tuning one of our network files: --cfg, --cbase, --cmax and --map-depth that are not given are read from
     the file's generator config (given ones are checked against it later, by the transfer fit check)."""
     from stylegan.io.safetensors_format import is_safetensors_file, read_network_file
@@ -107,11 +110,11 @@ def _architecture_from_file(flags: dict[str, Any], path: Path, say) -> dict[str,
     G = configs.get("G_ema") or configs.get("G")
     if G is None or getattr(G, "cfg", None) is None:
         return flags
-    taken = {k: v for k, v in architecture_flags(G).items() if flags.get(k) is None}
+    taken = {k: v for k, v in architecture_flags(G).items() if getattr(flags, k) is None}
     if taken:
         say(f"--resume {path.name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items()) +
             " taken from the file")
-    return {**flags, **taken}
+    return dataclasses.replace(flags, **taken)
 
 
 def _is_state_file(path: Path) -> bool:
@@ -132,15 +135,15 @@ def _saved_config(path: Path) -> TrainingConfig:
         raise StyleGANError(f"--resume {path}: the training state holds no readable config") from None
 
 
-def _torchrun_world(flags: dict[str, Any]) -> None:
+def _torchrun_world(flags: TrainingFlags) -> TrainingFlags:
     """Under torchrun the number of processes is torchrun's; --gpus, when given, must agree with it."""
     if not dist.launched_by_torchrun():
-        return
+        return flags
     world = int(os.environ["WORLD_SIZE"])
-    if flags.get("gpus") is not None and int(flags["gpus"]) != world:
-        raise UsageError(f"--gpus {flags['gpus']}: torchrun started {world} processes; leave --gpus out under "
+    if flags.gpus is not None and int(flags.gpus) != world:
+        raise UsageError(f"--gpus {flags.gpus}: torchrun started {world} processes; leave --gpus out under "
                          "torchrun, the world size comes from it")
-    flags["gpus"] = world
+    return dataclasses.replace(flags, gpus=world)
 
 
 def _check_precision(config: TrainingConfig, device: torch.device) -> None:

@@ -57,7 +57,27 @@ def _differences(ours: Any, theirs: Any, fields: dict[str, str]) -> list[str]:
     return out
 
 
-def _networks(path: str) -> dict[str, Any]:
+# The networks that prepare_config's check read from a --resume file, kept until the training loop copies them into
+# its own, so that the file (a large pickle, perhaps) is read once: {(path, size, mtime): networks}, one entry.
+_read_once: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def _file_key(path: str) -> tuple[str, int, int]:
+    stat = Path(path).stat()
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _networks(path: str, *, keep: bool) -> dict[str, Any]:
+    """The file's networks, read now or taken from the copy an earlier call kept (keep=True keeps this one)."""
+    key = _file_key(path)
+    nets = _read_once.pop(key, None) or _read_networks(path)
+    _read_once.clear()
+    if keep:
+        _read_once[key] = nets
+    return nets
+
+
+def _read_networks(path: str) -> dict[str, Any]:
     """{'g', 'g_ema', 'd', 'augment_p'} from the file; a file with one generator serves as both G and G_ema, D may
     be absent, augment_p is ADA's p in a training snapshot, NVIDIA's or ours (None elsewhere)."""
     from stylegan.io import load_networks, read_network_file
@@ -85,10 +105,11 @@ def _networks(path: str) -> dict[str, Any]:
 
 def check_pretrained(config: TrainingConfig, path: str) -> float | None:
     """Raise a UsageError that names every difference between the file's networks and this run's; return the
-    file's ADA p (a training snapshot's augment_pipe.p), or None when it has none."""
+    file's ADA p (a training snapshot's augment_pipe.p), or None when it has none. The networks read are kept
+    for load_pretrained."""
     from stylegan.training.trainer import network_configs
     g_config, d_config = network_configs(config)
-    nets = _networks(path)
+    nets = _networks(path, keep=True)
     diffs = _differences(g_config, nets["g_ema"].config, _G_FIELDS)
     if nets["d"] is not None:
         diffs += [f"D {d}" for d in _differences(d_config, nets["d"].config, _D_FIELDS)]
@@ -121,8 +142,9 @@ def adopt_file_settings(config: TrainingConfig, path: str, augment_p: float | No
 
 
 def load_pretrained(trainer, path: str) -> None:
-    """Copy G, G_ema and (when the file has it) D from the network file into the trainer's networks."""
-    nets = _networks(path)
+    """Copy G, G_ema and (when the file has it) D from the network file into the trainer's networks (those that
+    check_pretrained read, when the file has not changed since)."""
+    nets = _networks(path, keep=False)
     pairs = [(trainer.G, nets["g"]), (trainer.G_ema, nets["g_ema"])]
     if nets["d"] is not None:
         pairs.append((trainer.D, nets["d"]))
