@@ -24,11 +24,14 @@ from test_train_common import write_dataset
 CHUNKS = 2
 
 
-def tiny_config(data: Path, accumulate: str) -> TrainingConfig:
-    """Tiny StyleGAN2 at 16x16, batch 8 in two chunks of 4, every phase in the first step (Greg's and Dreg's too)."""
+def tiny_config(data: Path, accumulate: str, cfg: str = "stylegan2") -> TrainingConfig:
+    """Tiny StyleGAN2 (or StyleGAN3-T) at 16x16, batch 8 in two chunks of 4, every phase in the first step."""
+    sg2 = cfg == "stylegan2"
     config = TrainingConfig(
-        network=NetworkOptions(cfg="stylegan2", cbase=1024, cmax=32, map_depth=2, precision="fp32"),
-        loss=LossOptions(r1_gamma=1.0, style_mixing_prob=0.9, pl_weight=2.0, pl_interval=4),
+        network=NetworkOptions(cfg=cfg, cbase=1024 if sg2 else 512, cmax=32 if sg2 else 16, map_depth=2,
+                               precision="fp32"),
+        loss=(LossOptions(r1_gamma=1.0, style_mixing_prob=0.9, pl_weight=2.0, pl_interval=4) if sg2
+              else LossOptions(r1_gamma=1.0)),
         augment=AugmentConfig(mode="noaug"),
         data=DataOptions(path=str(data), name="blobs", resolution=16, channels=3, size=16, workers=0),
         run=RunOptions(batch=8, batch_gpu=8 // CHUNKS, device="cpu", seed=2))
@@ -129,6 +132,38 @@ def test_nvidia_sums_the_chunk_gradients_and_mean_averages_them(steps):
     # Gmain is the step's first phase: both modes start it from the same networks, latents and noise.
     for mean, summed in zip(steps["mean"]["Gmain_grads"], steps["nvidia"]["Gmain_grads"]):
         torch.testing.assert_close(summed, CHUNKS * mean, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.slow                   # a StyleGAN3 step on the CPU, about 10 s
+def test_nvidia_mode_advances_stylegan3s_magnitude_emas_once_per_chunk(tmp_path):
+    data = write_dataset(tmp_path / "blobs.zip", count=16)
+    seen: dict[str, list[torch.Tensor]] = {}
+    with ImageDataset(str(data)) as dataset:
+        trainer = Trainer(tiny_config(data, "nvidia", cfg="stylegan3-t"), dataset, torch.device("cpu"))
+        layers = {name: m for name, m in trainer.G.synthesis.named_modules() if hasattr(m, "magnitude_ema")}
+        start = {name: float(m.magnitude_ema) for name, m in layers.items()}
+
+        def spy(name):
+            def hook(module, args, kwargs):
+                if kwargs.get("update_emas"):   # the mean square of the layer's input, which the EMA tracks
+                    seen.setdefault(name, []).append(args[0].detach().double().square().mean())
+            return hook
+
+        hooks = [m.register_forward_pre_hook(spy(name), with_kwargs=True) for name, m in layers.items()]
+        trainer.step()
+        for h in hooks:
+            h.remove()
+    assert layers and all(len(seen[name]) == CHUNKS for name in layers)
+    for name, m in layers.items():
+        beta = m.magnitude_ema_beta
+        first = torch.tensor(start[name], dtype=torch.float64)
+        per_chunk = first
+        for x in seen[name]:
+            per_chunk = lerp(x, per_chunk, beta)
+        averaged = torch.stack([lerp(x, first, beta) for x in seen[name]]).mean()
+        moved = float(m.magnitude_ema) - start[name]
+        assert moved == pytest.approx(float(per_chunk) - start[name], rel=1e-3, abs=1e-7), name
+        assert abs(moved - (float(averaged) - start[name])) > 100 * abs(moved - (float(per_chunk) - start[name])), name
 
 
 @pytest.mark.slow                   # three trainers and four steps, about 15 s of CPU
