@@ -151,6 +151,8 @@ PICKLES = {
     "negative storage size": (pickle.dumps({"G_ema": tensor(legacy_storage(-1))}, protocol=4), "claims -1"),
     "tensor past its storage": (pickle.dumps({"G_ema": tensor(legacy_storage(3), size=(10 ** 12,))}, protocol=4),
                                 "reaches past the end of its storage"),
+    "tensor of 10**12 over 3 elements": (pickle.dumps({"G_ema": tensor(legacy_storage(3), (10 ** 12,), (0,))},
+                                                      protocol=4), "claims more elements than its storage"),
     "BINBYTES8 of 1 TB": (PROTO4 + b"\x8e" + struct.pack("<Q", 1 << 40) + b"abc.", "claims 1,099,511,627,776 bytes"),
     "FRAME of 1 TB": (PROTO4 + b"\x95" + struct.pack("<Q", 1 << 40) + b"N.", "claims a frame"),
     "deeply nested kwargs": (PROTO4 + b"}\x8c\x05G_ema" + nested_dicts(10_000) + b"s.", "more than"),

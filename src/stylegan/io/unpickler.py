@@ -143,10 +143,15 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> torch.T
     if storage_offset < 0 or any(v < 0 for v in (*size, *stride)):
         raise FileLimitError(f"a tensor has a negative offset, size or stride "
                              f"({storage_offset}, {list(size)}, {list(stride)})")
-    # The last element the view reaches must lie inside the storage, or torch would grow the storage to fit.
+    # The last element the view reaches must lie inside the storage, or torch would grow the storage to fit; and
+    # a view may not claim more elements than its storage holds (zero or overlapping strides), which no saved
+    # weights do and which would multiply memory in whatever copies the tensor.
     if all(size) and storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) >= storage.numel():
         raise FileLimitError(f"a tensor of shape {list(size)} reaches past the end of its storage of "
                              f"{storage.numel():,} elements")
+    if math.prod(size) > storage.numel():
+        raise FileLimitError(f"a tensor of shape {list(size)} claims more elements than its storage of "
+                             f"{storage.numel():,} holds")
     return storage.as_strided(tuple(size), tuple(stride), storage_offset)
 
 
