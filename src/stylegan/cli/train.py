@@ -59,7 +59,6 @@ def command(dry_run: bool, **flags):
     from stylegan.core import dist
     from stylegan.core.device import resolve_device
     from stylegan.training import describe_config, prepare_config, train
-    from stylegan.training.distributed import launch_local
 
     if dist.launched_by_torchrun():     # join the group first, so that only rank 0 prints from here on
         dist.init(resolve_device(flags["device"]).type)
@@ -71,7 +70,7 @@ def command(dry_run: bool, **flags):
         return
     if config.run.gpus > 1 and not dist.launched_by_torchrun():
         dist.print0(f"Launching {config.run.gpus} processes with torch.distributed.run...")
-        sys.exit(launch_local(config.run.gpus, flags.as_args(leave_out=("gpus",))))
+        sys.exit(dist.run_under_torchrun(config.run.gpus, ["train", *flags.as_args(leave_out=("gpus",))]))
     dist.print0(describe_config(config).split("\n\n", 1)[1])
     try:
         train(config)
