@@ -80,21 +80,23 @@ class Option:
         return f"  [default: {self.default}]" if self.default is not None else ""
 
 
-CFG_CHOICES = ("stylegan3-t", "stylegan3-r", "stylegan2")
+CFG_CHOICES = ("stylegan3-t", "stylegan3-r", "stylegan2", "auto")
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
 _AUGMENT = AugmentConfig()              # the augmentation flags' defaults are the augment config's own
 _NEW = "required for a new run"
+_PICKED = "required for a new stylegan2 run; auto and stylegan3 pick it"
 
 OPTIONS: tuple[Option, ...] = (
     Option("outdir", "run.outdir", str, None, "Where the numbered run directories go.", PLACE,
            metavar="DIR", note="required", required=True, convert=lambda text: str(Path(text).expanduser().resolve())),
-    Option("cfg", "network.cfg", str, None, "Base configuration.", KEEP, choices=CFG_CHOICES, note=_NEW,
-           required=True),
+    Option("cfg", "network.cfg", str, None,
+           "Base configuration; auto = StyleGAN2 with StyleGAN2-ADA's settings for the resolution and GPU count.",
+           KEEP, choices=CFG_CHOICES, note=_NEW, required=True),
     Option("data", "data.path", str, None, "Training images ('demo', 'openmoji' = the bundled sets).", KEEP,
            metavar="ZIP|DIR", note=_NEW, required=True, convert=lambda text: data_path(str(text))),
-    Option("batch", "run.batch", int, None, "Total batch size, over all GPUs.", KEEP, metavar="INT", note=_NEW,
+    Option("batch", "run.batch", int, None, "Total batch size, over all GPUs.", KEEP, metavar="INT", note=_PICKED,
            required=True),
-    Option("gamma", "loss.r1_gamma", float, None, "R1 regularisation weight.", KEEP, metavar="FLOAT", note=_NEW,
+    Option("gamma", "loss.r1_gamma", float, None, "R1 regularisation weight.", KEEP, metavar="FLOAT", note=_PICKED,
            required=True),
     Option("gpus", "run.gpus", int, 1, "Processes to launch on this machine (under torchrun: the world size).",
            SPLIT, min=1, metavar="INT"),
@@ -348,6 +350,9 @@ def _get(config: TrainingConfig, path: str) -> Any:
 def new_run_config(flags: TrainingFlags) -> TrainingConfig:
     """Resolve the preset for --cfg plus the given flags into a config for a new run (dataset not opened yet)."""
     f = flags.given()
+    if f.get("cfg") == "auto":
+        raise UsageError("--cfg auto picks its settings from the dataset's resolution: prepare_config reads it "
+                         "(or call auto_flags with the resolution first)")
     for name in FRESH_RUN_FLAGS:
         if name not in f:
             raise UsageError(f"{OPTION[name].flag} is required to start a new run "
@@ -420,6 +425,8 @@ def resumed_run_config(saved: TrainingConfig, flags: TrainingFlags, state_path: 
     config = TrainingConfig.from_dict(saved.to_dict())
     saved_flags = config_as_flags(saved)
     given = {k: v for k, v in flags.given().items() if OPTION[k].resume in (KEEP, CHANGE)}
+    if given.get("cfg") == "auto":      # the saved run's settings are what auto picked when it started
+        del given["cfg"]
     if "data" in given:
         given["data"] = data_path(str(given["data"]))
     if given.pop("fp32", False):
@@ -453,6 +460,78 @@ def config_as_flags(config: TrainingConfig) -> dict[str, Any]:
     """The flag values that produce `config`: one per row of OPTIONS that has a field (for comparing a resumed
     run's flags with the saved ones; new_run_config of them gives the config back)."""
     return {o.name: _get(config, o.field) for o in OPTIONS if o.field}
+
+
+def missing_for_new_run(flags: TrainingFlags) -> list[str]:
+    """The flags a new run needs that were not given (--cfg auto and stylegan3 pick --batch and --gamma)."""
+    return [OPTION[name].flag for name in FRESH_RUN_FLAGS if getattr(flags, name) is None
+            and not (name in ("batch", "gamma") and picks_batch_and_gamma(flags.cfg))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Settings picked from the resolution and the GPU count: --cfg auto, and stylegan3 runs without --batch or --gamma.
+
+AUTO_MAP_DEPTH = 2              # StyleGAN2-ADA's auto config: a shallow mapping network, as StyleGAN3's
+# NVIDIA's recommended --batch-gpu for stylegan3 runs (docs/configs.md), by resolution: what fits a 16-32 GB GPU.
+SG3_BATCH_GPU = {"stylegan3-t": {128: 16, 256: 16, 512: 8, 1024: 4},
+                 "stylegan3-r": {128: 16, 256: 8, 512: 4, 1024: 4}}
+SG3_BATCH = 32                  # every recommended stylegan3 configuration trains with batch 32
+
+
+def picks_batch_and_gamma(cfg: str | None) -> bool:
+    """Whether --cfg chooses --batch and --gamma itself when they are not given."""
+    return cfg == "auto" or str(cfg).startswith("stylegan3")
+
+
+def stylegan2_ada_auto(resolution: int, gpus: int, batch: int | None = None) -> dict[str, Any]:
+    """StyleGAN2-ADA's `--cfg auto` (Karras et al. 2020, train.py): a StyleGAN2 whose batch, R1 gamma, learning
+    rates, mapping depth, capacity and minibatch-stddev group follow from the resolution and the GPU count. A given
+    batch replaces the picked one, and gamma, the group and the EMA (batch * 10/32 kimg) follow the batch in use."""
+    if batch is None:
+        # As many images per GPU as keep the memory at bay (4096 / resolution, at most 32), 64 at most in all.
+        batch = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+    lr = 0.002 if resolution >= 1024 else 0.0025
+    return dict(cfg="stylegan2", batch=batch,
+                gamma=0.0002 * resolution ** 2 / batch,     # NVIDIA's heuristic: R1 weight ~ pixels / batch
+                glr=lr, dlr=lr, map_depth=AUTO_MAP_DEPTH, cbase=32768 if resolution >= 512 else 16384,
+                mbstd_group=min(batch // gpus, 4))
+
+
+def stylegan3_recommended(cfg: str, resolution: int, gpus: int, batch: int | None = None) -> dict[str, Any]:
+    """NVIDIA's recommended stylegan3 settings (stylegan3 docs/configs.md): batch 32 on any number of GPUs, gamma
+    0.5, 2, 8 and 32 at 128, 256, 512 and 1024 px (x4 for each doubling of the resolution, the rule of thumb given
+    there), and the --batch-gpu that fits a GPU's memory there. A given batch keeps the gamma and sets no
+    --batch-gpu."""
+    gamma = resolution ** 2 / 32768
+    if batch is not None:
+        return dict(gamma=gamma)
+    if SG3_BATCH % gpus != 0:
+        raise UsageError(f"--cfg {cfg}: NVIDIA's recommended --batch {SG3_BATCH} does not split across --gpus "
+                         f"{gpus}; give --batch, a multiple of {gpus}")
+    picked = dict(batch=SG3_BATCH, gamma=gamma)
+    table = SG3_BATCH_GPU[cfg]
+    cap = table.get(resolution, table[1024] if resolution > 1024 else None)     # below 128 px: no limit
+    if cap is not None and cap < SG3_BATCH // gpus:
+        picked["batch_gpu"] = cap
+    return picked
+
+
+def auto_flags(flags: TrainingFlags, resolution: int) -> tuple[TrainingFlags, str]:
+    """The flags with what --cfg picks from the resolution and GPU count filled in where they were not given, and
+    a line that says what was picked (printed, and shown by --dry-run)."""
+    gpus = int(flags.gpus or 1)
+    if flags.cfg == "auto":
+        picked = stylegan2_ada_auto(resolution, gpus, flags.batch)
+        what, source = "StyleGAN2 with ", "StyleGAN2-ADA's --cfg auto"
+    else:
+        picked = stylegan3_recommended(flags.cfg, resolution, gpus, flags.batch)
+        what, source = "", "NVIDIA's recommended stylegan3 settings"
+    picked = {k: v for k, v in picked.items() if k == "cfg" or getattr(flags, k) is None}
+    batch = picked.get("batch", flags.batch)
+    shown = " ".join(f"{OPTION[k].flag} {v:g}" for k, v in picked.items() if k != "cfg")
+    line = (f"--cfg {flags.cfg} at {resolution}x{resolution} on {gpus} GPU{'s' if gpus > 1 else ''}: {what}{shown} "
+            f"({source}; G_ema half-life {batch * 10 / 32:g} kimg)")
+    return dataclasses.replace(flags, **picked), line
 
 
 def _same(a: Any, b: Any) -> bool:

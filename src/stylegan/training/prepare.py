@@ -23,7 +23,8 @@ from stylegan.io.sources import is_url, local_source, resolve_source
 from stylegan.networks import generator_config
 from stylegan.training import rundir
 from stylegan.training.config import (
-    FRESH_RUN_FLAGS, OPTION, TrainingConfig, TrainingFlags, new_run_config, resumed_run_config)
+    TrainingConfig, TrainingFlags, auto_flags, data_path, missing_for_new_run, new_run_config, picks_batch_and_gamma,
+    resumed_run_config)
 from stylegan.training.state import FORMAT_KEY, load_training_state
 
 
@@ -49,7 +50,7 @@ def prepare_config(flags: TrainingFlags | Mapping[str, Any], *, quiet: bool = Fa
     if resume == "latest":
         state_path = rundir.find_latest_state(outdir)
         if state_path is None:
-            missing = [OPTION[n].flag for n in FRESH_RUN_FLAGS if getattr(flags, n) is None]
+            missing = missing_for_new_run(flags)
             if missing:
                 raise UsageError(f"--resume latest: the newest run in {outdir} has no training state to continue; "
                                  f"to start a new run instead, give {', '.join(missing)}")
@@ -77,6 +78,7 @@ def prepare_config(flags: TrainingFlags | Mapping[str, Any], *, quiet: bool = Fa
     else:
         if flags.resume:
             flags = _architecture_from_file(flags, Path(flags.resume), say)
+        flags = _picked_for_resolution(flags, say)
         config = new_run_config(flags)
     rundir.check_outdir_writable(config.run.outdir)
     device = resolve_device(config.run.device)
@@ -115,6 +117,26 @@ def _architecture_from_file(flags: TrainingFlags, path: Path, say) -> TrainingFl
         say(f"--resume {path.name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items()) +
             " taken from the file")
     return dataclasses.replace(flags, **taken)
+
+
+def _picked_for_resolution(flags: TrainingFlags, say) -> TrainingFlags:
+    """--cfg auto, or a stylegan3 cfg without --batch or --gamma: fill in what it picks for the dataset's resolution
+    and the GPU count, and say what that is."""
+    if flags.data is None or not (flags.cfg == "auto" or (picks_batch_and_gamma(flags.cfg) and
+                                                           (flags.batch is None or flags.gamma is None))):
+        return flags                    # no dataset: new_run_config names the missing flag
+    with _open_dataset(data_path(flags.data), cond=bool(flags.cond), mirror=bool(flags.mirror)) as dataset:
+        resolution = dataset.resolution
+    flags, line = auto_flags(flags, resolution)
+    say(line)
+    return flags
+
+
+def _open_dataset(path: str, cond: bool, mirror: bool) -> ImageDataset:
+    try:
+        return ImageDataset(path, use_labels=cond, xflip=mirror)
+    except StyleGANError as exc:
+        raise UsageError(f"--data: {exc}") from None
 
 
 def _is_state_file(path: Path) -> bool:
@@ -162,11 +184,7 @@ def _check_precision(config: TrainingConfig, device: torch.device) -> None:
 
 def _check_dataset(config: TrainingConfig, fresh: bool) -> None:
     d = config.data
-    try:
-        dataset = ImageDataset(d.path, use_labels=d.cond, xflip=d.mirror)
-    except StyleGANError as exc:
-        raise UsageError(f"--data: {exc}") from None
-    with dataset:
+    with _open_dataset(d.path, d.cond, d.mirror) as dataset:
         if d.cond and not dataset.has_labels:
             raise UsageError(f"--cond: the dataset {d.path} has no labels (no dataset.json with labels); "
                              "drop --cond, or build the dataset with labels (stylegan dataset --help)")
