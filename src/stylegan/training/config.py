@@ -63,7 +63,7 @@ class Option:
     max: float | None = None
     metavar: str | None = None
     note: str | None = None         # the bracketed note in --help when it is not "default: <default>"; "" = none
-    required: bool = False          # a new run needs it (a resumed run takes it from the training state)
+    required: bool = False          # a new run needs it (unless --cfg picks it; a resumed run has it saved)
     convert: Callable[[Any], Any] | None = None     # flag value -> field value; None = `type`
 
     @property
