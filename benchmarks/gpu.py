@@ -366,7 +366,8 @@ def _errors(y, grads, y_ref, g_ref) -> dict:
     """name -> (max abs error, max |ref|) for the values and each input gradient."""
     out = {}
     for name, a, r in zip(("y", "grad_x", "grad_b"), (y, *grads), (y_ref, *g_ref)):
-        out[name] = (float((a.detach().float() - r.detach().float()).abs().max()), float(r.detach().float().abs().max()))
+        a, r = a.detach().float(), r.detach().float()
+        out[name] = (float((a - r).abs().max()), float(r.abs().max()))
     return out
 
 
@@ -943,8 +944,9 @@ def targets(ours: list[dict], nvidia: list[dict], with_docs: bool = True) -> lis
                 row[f"ratio_{name}"] = ratio
                 row[f"met_{name}"] = None if ratio is None else (
                     ratio >= TARGETS[target] if target == "infer" else ratio <= TARGETS[target])
-            row["nvidia_docs"] = docs and {"s_per_kimg": dict(a100=docs["s_per_kimg_a100"], v100=docs["s_per_kimg_v100"]),
-                                           "train_peak_gb": dict(gpu_mem_gb=docs["gpu_mem_gb"])}.get(key)
+            row["nvidia_docs"] = docs and {
+                "s_per_kimg": dict(a100=docs["s_per_kimg_a100"], v100=docs["s_per_kimg_v100"]),
+                "train_peak_gb": dict(gpu_mem_gb=docs["gpu_mem_gb"])}.get(key)
             rows.append(row)
     return rows
 

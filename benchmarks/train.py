@@ -88,7 +88,7 @@ class _NvidiaSteps:
         from training import networks_stylegan2, networks_stylegan3
         from training.loss import StyleGAN2Loss
 
-        cfg, batch, sg2, sg3r = case["cfg"], case["batch"], case["cfg"] == "stylegan2", case["cfg"] == "stylegan3-r"
+        batch, sg2, sg3r = case["batch"], case["cfg"] == "stylegan2", case["cfg"] == "stylegan3-r"
         # precision 'fp16' is their default mixed precision (4 fp16 resolutions, clamp 256); else their --fp32.
         fp16 = case.get("precision") == "fp16"
         common = dict(c_dim=0, img_resolution=case["resolution"], img_channels=3, num_fp16_res=4 if fp16 else 0,
