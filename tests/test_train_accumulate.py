@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from stylegan.augment import AugmentConfig
+from stylegan.cli import main
+from stylegan.core.errors import UsageError
 from stylegan.data import ImageDataset
-from stylegan.training.config import DataOptions, LossOptions, NetworkOptions, RunOptions, TrainingConfig
+from stylegan.training.config import (DataOptions, LossOptions, NetworkOptions, RunOptions, TrainingConfig,
+                                     TrainingFlags, new_run_config, resumed_run_config)
 from stylegan.training.ema import TrackedBuffers
 from stylegan.training.loop import describe_config
 from stylegan.training.state import load_training_state, save_training_state
@@ -30,12 +33,11 @@ def tiny_config(data: Path, accumulate: str, cfg: str = "stylegan2") -> Training
     config = TrainingConfig(
         network=NetworkOptions(cfg=cfg, cbase=1024 if sg2 else 512, cmax=32 if sg2 else 16, map_depth=2,
                                precision="fp32"),
-        loss=(LossOptions(r1_gamma=1.0, style_mixing_prob=0.9, pl_weight=2.0, pl_interval=4) if sg2
-              else LossOptions(r1_gamma=1.0)),
+        loss=(LossOptions(r1_gamma=1.0, style_mixing_prob=0.9, pl_weight=2.0, pl_interval=4, accumulate=accumulate)
+              if sg2 else LossOptions(r1_gamma=1.0, accumulate=accumulate)),
         augment=AugmentConfig(mode="noaug"),
         data=DataOptions(path=str(data), name="blobs", resolution=16, channels=3, size=16, workers=0),
         run=RunOptions(batch=8, batch_gpu=8 // CHUNKS, device="cpu", seed=2))
-    config.loss.accumulate = accumulate
     return config
 
 
@@ -227,3 +229,34 @@ def test_dry_run_says_how_the_chunks_combine():
     one = tiny_config(Path("blobs.zip"), "nvidia")
     one.run.batch_gpu = 8
     assert "(8 per forward pass)" in describe_config(one)        # one chunk: the modes are the same
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The flag.
+
+BASE = dict(outdir="o", cfg="stylegan2", data="d", batch=32, gamma=1)
+
+
+def test_flag_sets_the_mode_and_the_run_keeps_it():
+    assert new_run_config(TrainingFlags(**BASE)).loss.accumulate == "mean"
+    saved = new_run_config(TrainingFlags(**BASE, batch_gpu=8, accumulate="nvidia"))
+    assert saved.loss.accumulate == "nvidia"
+    assert TrainingConfig.from_json(saved.to_json()) == saved                   # training_options.json, states
+    assert resumed_run_config(saved, TrainingFlags(kimg=10), "state").loss.accumulate == "nvidia"
+    with pytest.raises(UsageError, match="--accumulate mean: the run being resumed"):
+        resumed_run_config(saved, TrainingFlags(accumulate="mean"), "state")
+    # The chunks per process shape NVIDIA's dynamics, so such a run stays on its number of GPUs; a mean run may
+    # move.
+    with pytest.raises(UsageError, match="--gpus 2: the resumed run accumulates with --accumulate nvidia"):
+        resumed_run_config(saved, TrainingFlags(gpus=2), "state")
+    moved = resumed_run_config(new_run_config(TrainingFlags(**BASE, batch_gpu=8)), TrainingFlags(gpus=2), "state")
+    assert moved.run.gpus == 2
+
+
+def test_bad_mode_is_one_line_naming_the_choices(capsys):
+    with pytest.raises(UsageError, match="--accumulate sum: choose one of mean, nvidia"):
+        new_run_config(TrainingFlags(**BASE, accumulate="sum"))
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--outdir", "o", "--cfg", "stylegan2", "--data", "d", "--batch", "8", "--gamma", "1",
+              "--accumulate", "sum"])
+    assert exc.value.code == 2 and "'sum' is not one of 'mean', 'nvidia'" in capsys.readouterr().err

@@ -82,6 +82,7 @@ class Option:
 
 CFG_CHOICES = ("stylegan3-t", "stylegan3-r", "stylegan2", "auto")
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
+ACCUMULATE_CHOICES = ("mean", "nvidia")      # how a step's batch_gpu chunks combine (training/loss.py)
 _AUGMENT = AugmentConfig()              # the augmentation flags' defaults are the augment config's own
 _NEW = "required for a new run"
 _PICKED = "required for a new stylegan2 run; auto and stylegan3 pick it"
@@ -103,6 +104,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch_gpu", "run.batch_gpu", int, None,
            "Images per forward pass; less than batch/gpus accumulates gradients.", KEEP, min=1, metavar="INT",
            note="default: batch/gpus"),
+    Option("accumulate", "loss.accumulate", str, "mean",
+           "With --batch-gpu below batch/gpus: 'mean' averages the chunks (the same dynamics however the batch is "
+           "split); 'nvidia' sums their gradients and advances pl_mean, w_avg and the magnitude EMAs once per "
+           "chunk, as NVIDIA's train.py does.", KEEP, choices=ACCUMULATE_CHOICES),
     Option("cond", "data.cond", bool, False, "Condition on the dataset's labels.", KEEP),
     Option("mirror", "data.mirror", bool, False, "Add x-flipped copies of the images.", KEEP),
     Option("aug", "augment.mode", str, _AUGMENT.mode, "Augmentation mode.", KEEP, choices=AUG_MODES),
@@ -205,6 +210,7 @@ class LossOptions:
     pl_interval: int = 0                # lazy path length regularisation; 0 = off
     pl_batch_shrink: int = 2            # the Greg phase uses batch_gpu / 2 images
     pl_decay: float = 0.01              # decay of the running path length mean a
+    accumulate: str = _default("loss.accumulate")   # mean | nvidia: how a step's batch_gpu chunks combine (loss.py)
     blur_init_sigma: float = 0.0
     blur_fade_kimg: float = 0.0
 
@@ -386,6 +392,8 @@ def new_run_config(flags: TrainingFlags) -> TrainingConfig:
         precision = "fp32"
     if precision not in PRECISION_CHOICES:
         raise UsageError(f"--precision {precision}: choose one of {', '.join(PRECISION_CHOICES)}")
+    if get("accumulate") not in ACCUMULATE_CHOICES:
+        raise UsageError(f"--accumulate {get('accumulate')}: choose one of {', '.join(ACCUMULATE_CHOICES)}")
     for name in ("kimg", "tick"):
         if float(get(name)) <= 0:
             raise UsageError(f"--{name} {get(name)}: must be positive")
@@ -406,7 +414,7 @@ def new_run_config(flags: TrainingFlags) -> TrainingConfig:
     config.network.precision = precision
     config.loss = LossOptions(
         r1_gamma=gamma, style_mixing_prob=preset.style_mixing_prob, pl_weight=preset.pl_weight,
-        pl_interval=preset.pl_interval,
+        pl_interval=preset.pl_interval, accumulate=config.loss.accumulate,
         # NVIDIA turns the blur off when fine-tuning: the resumed D already knows sharp images.
         blur_init_sigma=0.0 if transfer else preset.blur_init_sigma,
         blur_fade_kimg=preset.blur_fade_kimg_32 * batch / 32)
@@ -449,6 +457,11 @@ def resumed_run_config(saved: TrainingConfig, flags: TrainingFlags, state_path: 
         if saved.run.batch % gpus != 0 or (saved.run.batch // gpus) % saved.run.batch_gpu != 0:
             raise UsageError(f"--gpus {gpus}: the resumed run's --batch {saved.run.batch} and --batch-gpu "
                              f"{saved.run.batch_gpu} do not divide evenly across {gpus} GPUs")
+        if saved.loss.accumulate == "nvidia":
+            # NVIDIA's accumulation advances the statistics once per chunk of a process: another world size
+            # changes the chunks per process, and with them the dynamics.
+            raise UsageError(f"--gpus {gpus}: the resumed run accumulates with --accumulate nvidia, whose dynamics "
+                             f"depend on the chunks per process; continue it on --gpus {saved.run.gpus}")
     for name in RESUME_MAY_CHANGE:
         value = getattr(flags, name)
         if value is not None:

@@ -27,7 +27,7 @@ from stylegan.training.images import grid_indices, grid_shape, save_image_grid
 from stylegan.training.plots import plot_curves
 from stylegan.training.state import load_training_state, save_training_state
 from stylegan.training.stats import TickLog, format_duration, peak_memory_gb
-from stylegan.training.trainer import Trainer, accumulate_mode
+from stylegan.training.trainer import Trainer
 
 # A run stops when the losses have been NaN or Inf for this many consecutive steps (the gradients of such
 # steps are zeroed, so the networks stop changing and the run would only burn time).
@@ -243,7 +243,7 @@ def _accumulation(config: TrainingConfig) -> str:
     """How the chunks of a step combine, when there are several (loss.py)."""
     if config.accum_rounds == 1:
         return ""
-    if accumulate_mode(config) == "nvidia":
+    if config.loss.accumulate == "nvidia":
         return f"; {config.accum_rounds} chunks summed, statistics per chunk, as NVIDIA's loop"
     return f"; {config.accum_rounds} chunks averaged"
 

@@ -32,7 +32,6 @@ from stylegan.training.config import LossOptions
 from stylegan.training.stats import TrainingStats
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
-ACCUMULATE_MODES = ("mean", "nvidia")       # see the module docstring
 
 
 class StyleGANLoss:

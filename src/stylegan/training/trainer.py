@@ -29,13 +29,12 @@ import torch
 
 from stylegan.augment import build_augment
 from stylegan.core import dist
-from stylegan.core.errors import UsageError
 from stylegan.core.misc import derive_seed
 from stylegan.data import InfiniteSampler
 from stylegan.networks import build_from_config, discriminator_config, generator_config
 from stylegan.training.config import TrainingConfig
 from stylegan.training.ema import TrackedBuffers, ema_beta, update_ema
-from stylegan.training.loss import ACCUMULATE_MODES, StyleGANLoss
+from stylegan.training.loss import StyleGANLoss
 from stylegan.training.state import TrainingState, load_optimizer, module_tensors, optimizer_tensors, restore_rng
 from stylegan.training.stats import TrainingStats
 
@@ -60,14 +59,6 @@ def network_configs(config: TrainingConfig):
     dc = discriminator_config(n.cfg, d.resolution, d.label_dim, cbase=n.cbase, cmax=n.cmax,
                               mbstd_group=n.mbstd_group, freezed=n.freezed, fp16=fp16, img_channels=d.channels)
     return g, dc
-
-
-def accumulate_mode(config: TrainingConfig) -> str:
-    """--accumulate: 'mean' (the default) or 'nvidia'; see loss.py."""
-    mode = getattr(config.loss, "accumulate", "mean")       # read with a default until LossOptions has the field
-    if mode not in ACCUMULATE_MODES:
-        raise UsageError(f"--accumulate {mode}: choose one of {', '.join(ACCUMULATE_MODES)}")
-    return mode
 
 
 class _RankBatches:
@@ -123,7 +114,7 @@ class Trainer:
         # ADA (Karras et al. 2020): D sees reals and fakes through the same augmentations, p set by the controller.
         self.augment_pipe, self.ada = build_augment(c.augment, batch_size=c.run.batch, device=device)
         # --accumulate nvidia: chunk gradients summed and running statistics advanced once per chunk (loss.py).
-        self.per_chunk = accumulate_mode(c) == "nvidia"
+        self.per_chunk = c.loss.accumulate == "nvidia"
         self.loss = StyleGANLoss(self.G, self.D, c.loss, self.augment_pipe, ada=self.ada, per_chunk=self.per_chunk)
         if c.run.compile:
             self.loss.compile()
