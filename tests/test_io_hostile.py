@@ -319,3 +319,23 @@ def test_peak_memory_stays_far_below_the_claims(tmp_path):
         assert code == 2 and "Traceback" not in err and reasons[kind] in err, (kind, err)
     peaks = {kind: f"{peak / 2**20:.0f} MiB" for kind, (_, _, peak) in report.items()}
     assert max(peak for _, _, peak in report.values()) < GB, peaks
+
+
+def test_a_training_state_whose_config_claims_terabytes_is_refused(tmp_path, dataset, capsys):
+    # The trainer builds the networks a state's config describes before it compares a tensor; a forged one stops
+    # at loading, in one line, with no network built.
+    from stylegan.training.config import TrainingFlags
+    from stylegan.training.prepare import prepare_config
+    from stylegan.training.state import load_training_state, save_training_state
+    flags = TrainingFlags(outdir=str(tmp_path / "runs"), cfg="stylegan2", data=str(dataset), batch=4, gamma=1,
+                          device="cpu")
+    config = prepare_config(flags, quiet=True).to_dict()
+    config["network"].update(cbase=1 << 20, cmax=1 << 20)
+    path = save_training_state(tmp_path / "training-state-000000.safetensors",
+                               {"G.x": torch.zeros(1), "D.x": torch.zeros(1)}, config=config, counters={"nimg": 0},
+                               optimizers={})
+    with pytest.raises(FileLimitError, match="more than the file holds"):
+        load_training_state(path)
+    line = one_line_exit_2(["train", "--outdir", str(tmp_path / "runs"), "--resume", str(path), "--device", "cpu"],
+                           capsys)
+    assert path.name in line and "more than the file holds" in line

@@ -144,11 +144,27 @@ def load_training_state(path: str | os.PathLike) -> TrainingState:
                 raise StyleGANError(f"--resume {path}: training state format {meta[FORMAT_KEY]} is not supported "
                                     f"by this version (it reads format {FORMAT_VERSION})")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        return TrainingState(tensors=tensors, config=json.loads(meta["config"]),
-                             counters=json.loads(meta["counters"]), optimizers=json.loads(meta["optimizers"]),
-                             rng=json.loads(meta.get("rng", "{}")))
+        state = TrainingState(tensors=tensors, config=json.loads(meta["config"]),
+                              counters=json.loads(meta["counters"]), optimizers=json.loads(meta["optimizers"]),
+                              rng=json.loads(meta.get("rng", "{}")))
+        _check_networks_fit(state, path)
+        return state
     except StyleGANError:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise StyleGANError(f"--resume {path}: the file is damaged or incomplete and cannot be read ({exc}); "
                             "resume from an earlier training-state file") from None
+
+
+def _check_networks_fit(state: TrainingState, path: Path) -> None:
+    """The networks a state's config describes may be no larger than the tensors the state holds for them: the
+    trainer builds them before it compares a single tensor, so a forged config would otherwise be allocated first
+    (the limits network files get, io/limits.py)."""
+    from stylegan.io.limits import build_network_within, network_budget
+    from stylegan.training.config import TrainingConfig
+    from stylegan.training.trainer import network_configs
+
+    with torch.random.fork_rng(devices=[]):     # the trial build draws random weights; the run's stream stays
+        for key, config in zip(("G", "D"), network_configs(TrainingConfig.from_dict(state.config))):
+            held = sum(t.numel() * t.element_size() for t in state.group(key).values())
+            build_network_within(config, network_budget(held), f"--resume {path}: {key}")
