@@ -524,6 +524,7 @@ def _build_trainer(spec: dict, data: Path, tmp: str):
     if spec["impl"] == "nvidia":
         case = dict(spec, precision="fp16" if spec["mode"] == "fp16" else "fp32")
         return train_bench._NvidiaSteps(case, dataset, spec["nvidia"], GAMMA), dataset
+    from stylegan.training.config import TrainingFlags
     from stylegan.training.prepare import prepare_config
     from stylegan.training.trainer import Trainer
     precision = {"compile": "fp16" if device.type == "cuda" else "fp32"}.get(spec["mode"], spec["mode"])
@@ -532,7 +533,7 @@ def _build_trainer(spec: dict, data: Path, tmp: str):
                  metrics="none", aug="noaug", precision=precision, map_depth=spec.get("map_depth"))
     if spec["mode"] == "compile":
         flags["compile"] = True
-    config = prepare_config(flags, quiet=True)
+    config = prepare_config(TrainingFlags(**flags), quiet=True)
     if spec["mode"] == "compile":
         if not hasattr(config.run, "compile"):
             raise NotImplementedError("unsupported: this checkout's training config has no run.compile")

@@ -159,6 +159,7 @@ def measure(case: dict, warmup: int, steps: int, reference: str) -> dict:
     """Time `steps` training steps (after `warmup`) of one configuration and implementation in this process."""
     import torch
     from stylegan.data import ImageDataset
+    from stylegan.training.config import TrainingFlags
     from stylegan.training.prepare import prepare_config
     from stylegan.training.stats import peak_memory_gb
     from stylegan.training.trainer import Trainer
@@ -167,10 +168,11 @@ def measure(case: dict, warmup: int, steps: int, reference: str) -> dict:
     from stylegan.core.compile import compile_failure
     with tempfile.TemporaryDirectory() as tmp:
         data = _synthetic_dataset(Path(tmp) / f"noise{case['resolution']}.zip", case["resolution"])
-        config = prepare_config(dict(outdir=tmp, data=str(data), cfg=case["cfg"], batch=case["batch"], gamma=gamma,
-                                     batch_gpu=case.get("batch_gpu"), cbase=case["cbase"], cmax=case["cmax"],
-                                     device=case["device"], workers=0, metrics="none", aug="noaug",
-                                     compile=case["impl"] == "ours-compile"), quiet=True)
+        flags = TrainingFlags(outdir=tmp, data=str(data), cfg=case["cfg"], batch=case["batch"], gamma=gamma,
+                              batch_gpu=case.get("batch_gpu"), cbase=case["cbase"], cmax=case["cmax"],
+                              device=case["device"], workers=0, metrics="none", aug="noaug",
+                              compile=case["impl"] == "ours-compile")
+        config = prepare_config(flags, quiet=True)
         device = torch.device(case["device"])
         torch.manual_seed(0)
         with ImageDataset(config.data.path) as dataset:

@@ -10,6 +10,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from stylegan.training.config import TrainingFlags
+
 # StyleGAN2 at 16x16 with 32 channels: a few hundred ms per step on two cores.
 TINY = dict(cfg="stylegan2", batch=8, gamma=1.0, cbase=1024, cmax=32, map_depth=2, workers=0, device="cpu",
             metrics="none")
@@ -35,8 +37,21 @@ def write_dataset(path: Path, count: int = 32, resolution: int = 16, labels: boo
     return path
 
 
-def flags(outdir: Path, data: Path, **overrides) -> dict:
+def flag_values(outdir: Path, data: Path, **overrides) -> dict:
+    """The TINY run's flags by name, as `stylegan train` would receive them."""
     return dict(TINY, outdir=str(outdir), data=str(data), **overrides)
+
+
+def flags(outdir: Path, data: Path, **overrides) -> TrainingFlags:
+    return TrainingFlags(**flag_values(outdir, data, **overrides))
+
+
+def cli_flags(values: dict) -> list[str]:
+    """These flags as command-line arguments of `stylegan train`."""
+    args = []
+    for k, v in values.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
 
 
 def state_tensors(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -10,13 +10,14 @@ from stylegan.core.errors import UsageError
 from stylegan.networks.presets import PRESETS as NETWORK_PRESETS
 from stylegan.training.config import PRESETS, TrainingConfig, TrainingFlags, new_run_config, resumed_run_config
 from stylegan.training.prepare import prepare_config
-from test_train_common import flags, write_dataset
+from test_train_common import cli_flags, flag_values, flags, write_dataset
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    return {"plain": write_dataset(root / "plain.zip", count=8), "labels": write_dataset(root / "labels.zip", count=8, labels=True)}
+    return {"plain": write_dataset(root / "plain.zip", count=8),
+            "labels": write_dataset(root / "labels.zip", count=8, labels=True)}
 
 
 def run_cli(args, capsys):
@@ -90,7 +91,7 @@ def test_missing_required_flags(tmp_path, capsys):
 @pytest.mark.parametrize("case", ["missing", "not_a_dataset", "cond", "outdir", "device", "corrupt_state",
                                   "corrupt_network", "corrupt_pickle"])
 def test_bad_input_is_one_clear_line(case, tmp_path, data, capsys):
-    f = flags(tmp_path / "runs", data["plain"])
+    f = flag_values(tmp_path / "runs", data["plain"])
     expected = {
         "missing": "--data: dataset",
         "not_a_dataset": "--data: dataset",
@@ -127,10 +128,7 @@ def test_bad_input_is_one_clear_line(case, tmp_path, data, capsys):
         nb.tiny_snapshot(pkl)
         pkl.write_bytes(pkl.read_bytes()[: pkl.stat().st_size // 2])
         f["resume"] = str(pkl)
-    args = []
-    for k, v in f.items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    code, out, err = run_cli(args, capsys)
+    code, out, err = run_cli(cli_flags(f), capsys)
     assert code == 2, out + err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], err

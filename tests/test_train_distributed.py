@@ -20,7 +20,8 @@ import torch
 from stylegan.core.dist import free_port
 from stylegan.core.errors import UsageError
 from stylegan.training import prepare_config, train
-from test_train_common import flags, only_run, state_tensors, write_dataset
+from stylegan.training.config import TrainingFlags
+from test_train_common import cli_flags, flag_values, flags, only_run, state_tensors, write_dataset
 from test_train_resume import assert_same_state
 
 RUN = dict(kimg=0.016, tick=0.008, snap=100, seed=5, batch=8)    # 2 steps; Greg and Dreg run in the first
@@ -29,10 +30,7 @@ TIMEOUT_S = 600
 
 def train_args(outdir, data, **run) -> list[str]:
     """`stylegan train` and its flags, as a command line."""
-    args = ["train"]
-    for k, v in flags(outdir, data, **run).items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    return args
+    return ["train", *cli_flags(flag_values(outdir, data, **run))]
 
 
 def one_thread_env() -> dict[str, str]:
@@ -117,7 +115,8 @@ def test_two_processes_resumed_by_one_match_one_process(tmp_path, dataset, one_p
     # with the same seeds: the same training, to the rounding explained above.
     outdir = tmp_path / "runs"
     run_gpus2(outdir, dataset, **{**RUN, "kimg": RUN["kimg"] / 2})
-    resumed = train(prepare_config(dict(outdir=str(outdir), resume="latest", kimg=RUN["kimg"], gpus=1), quiet=True))
+    resumed = train(prepare_config(TrainingFlags(outdir=str(outdir), resume="latest", kimg=RUN["kimg"], gpus=1),
+                                   quiet=True))
     assert resumed == only_run(outdir) and (resumed / "log.txt").read_text().count("Resuming") == 1
     assert_equal_to_rounding(resumed, one_process)
 
@@ -126,4 +125,4 @@ def test_two_processes_resumed_by_one_match_one_process(tmp_path, dataset, one_p
 def test_resume_on_processes_that_cannot_keep_the_chunks_says_why(one_process):
     # batch 8 in chunks of 4 cannot be split over 4 processes (2 images each) without changing the chunks.
     with pytest.raises(UsageError, match=r"--gpus 4: .*--batch 8 and --batch-gpu 4 do not divide evenly"):
-        prepare_config(dict(outdir=str(one_process.parent), resume="latest", gpus=4), quiet=True)
+        prepare_config(TrainingFlags(outdir=str(one_process.parent), resume="latest", gpus=4), quiet=True)

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from stylegan.training import prepare_config, train
-from test_train_common import flags, only_run, state_tensors, write_dataset
+from stylegan.training.config import TrainingFlags
+from test_train_common import cli_flags, flag_values, flags, only_run, state_tensors, write_dataset
 
 GOLDEN = Path(__file__).parent / "golden" / "train_losses.json"
 STEPS = 6                   # batch 8: kimg 0.048
@@ -78,7 +79,7 @@ def assert_same_state(a: Path, b: Path) -> None:
 def test_stopped_and_resumed_run_is_bit_identical(tmp_path, dataset, full_run):
     outdir = tmp_path / "runs"
     half = train(prepare_config(flags(outdir, dataset, **{**RUN, "kimg": RUN["kimg"] / 2}), quiet=True))
-    resumed = train(prepare_config(dict(outdir=str(outdir), resume="latest", kimg=RUN["kimg"]), quiet=True))
+    resumed = train(prepare_config(TrainingFlags(outdir=str(outdir), resume="latest", kimg=RUN["kimg"]), quiet=True))
     assert resumed == half                                      # continued in the same directory
     assert_same_state(resumed, full_run)
     # The log and the stats carry on: every tick once, in order.
@@ -90,9 +91,7 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path, dataset, full_run):
 @pytest.mark.slow
 def test_sigkill_during_snapshot_resumes_from_last_complete_state(tmp_path, dataset, full_run):
     outdir = tmp_path / "runs"
-    args = []
-    for k, v in flags(outdir, dataset, **RUN).items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
+    args = cli_flags(flag_values(outdir, dataset, **RUN))
     proc = subprocess.Popen([sys.executable, "-c", STALLING_TRAIN, "train", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -109,7 +108,7 @@ def test_sigkill_during_snapshot_resumes_from_last_complete_state(tmp_path, data
     complete = sorted(run_dir.glob("training-state-*.safetensors"))
     assert len(complete) == 1                                   # the first snapshot's; the second never landed
 
-    resumed = train(prepare_config(dict(outdir=str(outdir), resume="latest"), quiet=True))
+    resumed = train(prepare_config(TrainingFlags(outdir=str(outdir), resume="latest"), quiet=True))
     assert resumed == run_dir
     assert not list(run_dir.glob(".*.tmp*"))                    # the debris of the kill was cleaned up
     assert_same_state(resumed, full_run)

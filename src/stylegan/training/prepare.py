@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
 
 import safetensors
 import torch
@@ -25,12 +24,11 @@ from stylegan.training import rundir
 from stylegan.training.config import (
     TrainingConfig, TrainingFlags, auto_flags, data_path, missing_for_new_run, new_run_config, picks_batch_and_gamma,
     resumed_run_config)
-from stylegan.training.state import FORMAT_KEY, load_training_state
+from stylegan.training.state import is_training_state, load_training_state
 
 
-def prepare_config(flags: TrainingFlags | Mapping[str, Any], *, quiet: bool = False) -> TrainingConfig:
-    """Resolve and check the options of `stylegan train` (each flag None when not given). A mapping of flag names
-    is read as TrainingFlags(**flags) first, so a misspelt name fails there.
+def prepare_config(flags: TrainingFlags, *, quiet: bool = False) -> TrainingConfig:
+    """Resolve and check the options of `stylegan train` (each flag None when not given).
 
     --resume latest         continue the newest run in --outdir from its newest training state; if that run has
                             none, start a new run when the flags describe one
@@ -39,8 +37,6 @@ def prepare_config(flags: TrainingFlags | Mapping[str, Any], *, quiet: bool = Fa
                             training snapshot, --aug ada without --p starts at the snapshot's ADA p
     """
     say = (lambda *a: None) if quiet else dist.print0
-    if not isinstance(flags, TrainingFlags):
-        flags = TrainingFlags(**flags)
     flags = _torchrun_world(flags)
     outdir = flags.outdir
     if not outdir:
@@ -66,7 +62,7 @@ def prepare_config(flags: TrainingFlags | Mapping[str, Any], *, quiet: bool = Fa
         if not path.is_file():
             raise UsageError(f"--resume {resume}: no such file; give a training-state-*.safetensors, a network "
                              "file, or 'latest'")
-        if path.name.startswith(rundir.STATE_PREFIX) or _is_state_file(path):
+        if path.name.startswith(rundir.STATE_PREFIX) or is_training_state(path):
             state_path = path
         flags = dataclasses.replace(flags, resume=str(path))
 
@@ -137,14 +133,6 @@ def _open_dataset(path: str, cond: bool, mirror: bool) -> ImageDataset:
         return ImageDataset(path, use_labels=cond, xflip=mirror)
     except StyleGANError as exc:
         raise UsageError(f"--data: {exc}") from None
-
-
-def _is_state_file(path: Path) -> bool:
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            return FORMAT_KEY in (f.metadata() or {})
-    except Exception:  # noqa: BLE001 - not a safetensors file: a pickle or a damaged file, judged later
-        return False
 
 
 def _saved_config(path: Path) -> TrainingConfig:
