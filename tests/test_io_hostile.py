@@ -263,6 +263,23 @@ def test_limits_refuse_what_real_files_never_have():
     assert len(restricted_load(io.BytesIO(billion_laughs(levels=5)), {})) == 10
 
 
+@pytest.mark.parametrize("cfg,kind,kwargs", [("stylegan3-r", "G", dict(cbase=65536, cmax=1024)),
+                                             ("stylegan2", "D", {})])
+def test_the_budget_admits_the_largest_published_networks(cfg, kind, kwargs):
+    # At 1024x1024 building allocates about 1.15x the module's own tensors (temporaries included); the budget is
+    # twice the tensors a file holds, plus 64 MiB.
+    from stylegan.io.limits import build_network_within, network_budget
+    from stylegan.io.nvidia_pickle import _SkipRandomInit
+    from stylegan.networks.presets import build_from_config, discriminator_config, generator_config
+    config = (generator_config if kind == "G" else discriminator_config)(cfg, 1024, **kwargs)
+    with _SkipRandomInit():
+        held = sum(t.numel() * t.element_size() for t in build_from_config(config).state_dict().values())
+        assert held > 100 << 20
+        build_network_within(config, network_budget(held), "control")
+        with pytest.raises(FileLimitError):
+            build_network_within(config, held // 2, "control")
+
+
 def test_a_real_network_within_the_limits_still_loads(tmp_path, capsys):
     nb.tiny_snapshot(tmp_path / "snap.pkl")
     main(["info", str(tmp_path / "snap.pkl")])

@@ -380,8 +380,9 @@ def build_network(record: NetworkRecord, device: str | torch.device = "cpu", *, 
     """Our module for a record, with every parameter and buffer taken from the file (eval mode, no grads)."""
     config = network_config(record)
     # Every parameter is then copied from the file's tensors, so arguments that describe a larger network than
-    # those tensors (forged channel counts, say) are refused as soon as building it would exceed them.
-    budget = network_budget(sum(t.numel() * t.element_size() for t in record.tensors.values()))
+    # those tensors (forged channel counts, say) are refused as soon as building it would exceed them. Counted as
+    # float32, which our modules are, even where a file stores halves.
+    budget = network_budget(sum(t.numel() * max(t.element_size(), 4) for t in record.tensors.values()))
     with _SkipRandomInit():             # drawing ~30M random numbers per network would double the load time
         module = build_network_within(config, budget, what)
     load_tensors(module, record, what=what)
