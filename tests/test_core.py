@@ -76,22 +76,6 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o644
 
 
-@pytest.mark.parametrize("local_rank,expected", [("0", ["fn", "barrier"]), ("1", ["barrier", "fn"])])
-def test_local_leader_first_orders_the_work_around_one_barrier(monkeypatch, local_rank, expected):
-    from stylegan.core import dist
-    events = []
-    monkeypatch.setenv("LOCAL_RANK", local_rank)
-    monkeypatch.setattr(dist, "barrier", lambda: events.append("barrier"))
-    assert dist.local_leader_first(lambda: events.append("fn") or 42) == 42
-    assert events == expected
-
-
-def test_local_leader_first_in_a_world_of_one_just_calls():
-    from stylegan.core import dist
-    calls = []
-    assert dist.local_leader_first(lambda: calls.append(1) or "x") == "x" and calls == [1]
-
-
 def test_busy_machine_gets_the_passive_openmp_policy_and_a_note(monkeypatch):
     import stylegan.cli as cli
     assert cli.busy_machine_note(1.5, 2, {}) is None                                  # idle: OpenMP's default

@@ -1,4 +1,4 @@
-"""core/dist: the torchrun relaunch, the device of each rank, and the leader-first rule (without starting a group)."""
+"""core/dist: the torchrun relaunch, the device of each rank, and the world size (without starting a group)."""
 from __future__ import annotations
 
 import socket
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from stylegan.core import dist
+from stylegan.core.errors import UsageError
 
 
 def test_relaunch_command_runs_the_same_stylegan_command_on_a_free_local_port():
@@ -31,16 +32,11 @@ def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
     assert dist.process_device("cuda") == torch.device("cuda")
 
 
-@pytest.mark.parametrize("local_rank", ["0", "1"])
-def test_a_failing_leader_still_releases_the_other_ranks(monkeypatch, local_rank):
-    events = []
-    monkeypatch.setenv("LOCAL_RANK", local_rank)
-    monkeypatch.setattr(dist, "barrier", lambda: events.append("barrier"))
-
-    def fetch():
-        events.append("fetch")
-        raise RuntimeError("offline")
-
-    with pytest.raises(RuntimeError, match="offline"):
-        dist.local_leader_first(fetch)
-    assert events == (["fetch", "barrier"] if local_rank == "0" else ["barrier", "fetch"])
+def test_the_world_size_is_torchruns_and_gpus_must_agree(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert dist.torchrun_world(None) is None and dist.torchrun_world(3) == 3      # not under torchrun: --gpus
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert dist.torchrun_world(None) == 4 and dist.torchrun_world(4) == 4
+    with pytest.raises(UsageError, match="--gpus 2: torchrun started 4 processes"):
+        dist.torchrun_world(2)

@@ -1,7 +1,6 @@
 """`stylegan metrics`: evaluate a trained generator with NVIDIA's quality metrics (docs/metrics.md)."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -85,8 +84,7 @@ def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache
         raise UsageError(f"--network: no such file {network}")
     if gpus and gpus > 1 and not dist.launched_by_torchrun():   # the same command in N processes
         raise SystemExit(dist.run_under_torchrun(gpus, sys.argv[1:]))
-    if dist.launched_by_torchrun() and gpus and gpus != int(os.environ["WORLD_SIZE"]):
-        raise UsageError(f"--gpus {gpus} disagrees with torchrun's {os.environ['WORLD_SIZE']} processes; drop --gpus")
+    dist.torchrun_world(gpus)
 
     dev = dist.process_device(device)
     dist.init(dev.type)

@@ -40,7 +40,7 @@ Examples:
 \b
   # The same on 8 GPUs of this machine; or on several machines with torchrun.
   stylegan train --gpus 8 --outdir runs --cfg stylegan3-t --data afhq.zip --batch 32 --gamma 8.2
-  torchrun --nnodes 2 --nproc_per_node 8 --rdzv-endpoint HOST:29500 -m stylegan train --outdir runs ...
+  torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m stylegan train ...
 \b
   # Continue the newest run in runs/ exactly where it stopped.
   stylegan train --outdir runs --resume latest

@@ -16,14 +16,13 @@ import os
 import socket
 import subprocess
 import sys
-from typing import Callable, Sequence, TypeVar
+from typing import Sequence
 
 import torch
 import torch.distributed as torch_dist
 
 from stylegan.core.device import resolve_device
-
-T = TypeVar("T")
+from stylegan.core.errors import UsageError
 
 
 def is_initialized() -> bool:
@@ -44,6 +43,18 @@ def get_local_rank() -> int:
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+
+
+def torchrun_world(gpus: int | None) -> int | None:
+    """The number of processes: under torchrun its world size, which --gpus (when given) must agree with;
+    otherwise --gpus as given."""
+    if not launched_by_torchrun():
+        return gpus
+    world = int(os.environ["WORLD_SIZE"])
+    if gpus is not None and int(gpus) != world:
+        raise UsageError(f"--gpus {gpus}: torchrun started {world} processes; leave --gpus out under torchrun, "
+                         "the world size comes from it")
+    return world
 
 
 def process_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -90,21 +101,6 @@ def shutdown() -> None:
 def barrier() -> None:
     if is_initialized():
         torch_dist.barrier()
-
-
-def local_leader_first(fn: Callable[[], T]) -> T:
-    """fn() on each machine's local rank 0 first, then on its other ranks: a download into the machine's cache
-    happens once per machine, and the other ranks find it there. In a world of one, simply fn().
-
-    Every rank must call it. The leader reaches the barrier even when fn() fails, so the other ranks are not left
-    waiting for it: they run fn() themselves and meet the same error (or succeed where the leader could not)."""
-    if get_local_rank() != 0:
-        barrier()
-        return fn()
-    try:
-        return fn()
-    finally:
-        barrier()
 
 
 def print0(*args, **kwargs) -> None:

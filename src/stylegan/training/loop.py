@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from stylegan.core import dist
-from stylegan.core.device import resolve_device
 from stylegan.core.errors import StyleGANError
 from stylegan.core.files import atomic_write
 from stylegan.core.misc import derive_seed
@@ -38,17 +37,9 @@ class TrainingDiverged(StyleGANError):
     """The losses stayed non-finite; the run stopped without overwriting its last good snapshot."""
 
 
-def training_device(config: TrainingConfig) -> torch.device:
-    """The device of this process: --device, with CUDA's index taken from torchrun's LOCAL_RANK."""
-    device = resolve_device(config.run.device)
-    if device.type == "cuda" and dist.launched_by_torchrun():
-        device = torch.device("cuda", dist.get_local_rank())
-    return device
-
-
 def train(config: TrainingConfig) -> Path:
     """Train as `config` says (see prepare.prepare_config); under torchrun, every process calls this."""
-    device = training_device(config)
+    device = dist.process_device(config.run.device)
     dist.init(device.type)
     if dist.get_world_size() != config.run.gpus:
         raise StyleGANError(f"this run expects {config.run.gpus} processes but {dist.get_world_size()} were started")

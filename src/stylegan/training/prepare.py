@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import safetensors
@@ -37,7 +36,7 @@ def prepare_config(flags: TrainingFlags, *, quiet: bool = False) -> TrainingConf
                             training snapshot, --aug ada without --p starts at the snapshot's ADA p
     """
     say = (lambda *a: None) if quiet else dist.print0
-    flags = _torchrun_world(flags)
+    flags = dataclasses.replace(flags, gpus=dist.torchrun_world(flags.gpus))
     outdir = flags.outdir
     if not outdir:
         raise UsageError("--outdir is required: the folder that holds the numbered run directories")
@@ -55,7 +54,7 @@ def prepare_config(flags: TrainingFlags, *, quiet: bool = False) -> TrainingConf
     elif resume is not None:
         if is_url(resume):      # NVIDIA's docs fine-tune from a URL: downloaded once into the cache, then a file
             try:
-                resume = str(dist.local_leader_first(lambda: resolve_source(resume)))   # one download per machine
+                resume = str(resolve_source(resume))       # once per machine: the cache locks the download
             except StyleGANError as exc:
                 raise UsageError(f"--resume: {exc}") from None
         path = local_source(resume)     # the file, or the shipped network by name (`--resume emoji`)
@@ -143,17 +142,6 @@ def _saved_config(path: Path) -> TrainingConfig:
     except Exception:  # noqa: BLE001
         load_training_state(path)       # raises the precise message for a damaged file
         raise StyleGANError(f"--resume {path}: the training state holds no readable config") from None
-
-
-def _torchrun_world(flags: TrainingFlags) -> TrainingFlags:
-    """Under torchrun the number of processes is torchrun's; --gpus, when given, must agree with it."""
-    if not dist.launched_by_torchrun():
-        return flags
-    world = int(os.environ["WORLD_SIZE"])
-    if flags.gpus is not None and int(flags.gpus) != world:
-        raise UsageError(f"--gpus {flags.gpus}: torchrun started {world} processes; leave --gpus out under "
-                         "torchrun, the world size comes from it")
-    return dataclasses.replace(flags, gpus=world)
 
 
 def _check_precision(config: TrainingConfig, device: torch.device) -> None:
