@@ -526,7 +526,7 @@ def _build_trainer(spec: dict, data: Path, tmp: str):
         return train_bench._NvidiaSteps(case, dataset, spec["nvidia"], GAMMA), dataset
     from stylegan.training.config import TrainingFlags
     from stylegan.training.prepare import prepare_config
-    from stylegan.training.trainer import Trainer
+    from stylegan.training.phases import Trainer
     precision = {"compile": "fp16" if device.type == "cuda" else "fp32"}.get(spec["mode"], spec["mode"])
     flags = dict(outdir=tmp, data=str(data), cfg=spec["cfg"], batch=spec["batch"], batch_gpu=spec["batch_gpu"],
                  gamma=GAMMA, cbase=spec["cbase"], cmax=spec["cmax"], device=spec["device"], workers=0,

@@ -162,7 +162,7 @@ def measure(case: dict, warmup: int, steps: int, reference: str) -> dict:
     from stylegan.training.config import TrainingFlags
     from stylegan.training.prepare import prepare_config
     from stylegan.training.stats import peak_memory_gb
-    from stylegan.training.trainer import Trainer
+    from stylegan.training.phases import Trainer
 
     gamma = 1.0
     from stylegan.core.compile import compile_failure

@@ -27,7 +27,7 @@ from stylegan.data import ImageDataset
 from stylegan.networks import build_discriminator
 from stylegan.training import prepare_config
 from stylegan.training.config import TrainingConfig, TrainingFlags, new_run_config, resumed_run_config
-from stylegan.training.trainer import Trainer
+from stylegan.training.phases import Trainer
 from test_train_common import flags, write_dataset
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])

@@ -16,7 +16,7 @@ from stylegan.data import ImageDataset
 from stylegan.training import prepare_config, train
 from stylegan.training.loop import set_tf32
 from stylegan.training.prepare import _check_precision
-from stylegan.training.trainer import Trainer, network_configs
+from stylegan.training.phases import Trainer, network_configs
 from test_train_common import flags, write_dataset
 
 TINY8 = dict(cbase=256, cmax=16, map_depth=2, batch=4)      # StyleGAN2 at 8x8

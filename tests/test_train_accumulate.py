@@ -21,7 +21,7 @@ from stylegan.training.config import (DataOptions, LossOptions, NetworkOptions, 
 from stylegan.training.ema import TrackedBuffers
 from stylegan.training.loop import describe_config
 from stylegan.training.state import load_training_state, save_training_state
-from stylegan.training.trainer import Trainer
+from stylegan.training.phases import Trainer
 from test_train_common import write_dataset
 
 CHUNKS = 2

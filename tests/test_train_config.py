@@ -147,7 +147,7 @@ def test_ema_and_lazy_regularisation_follow_nvidia(tmp_path, data):
 
     from stylegan.data import ImageDataset
     from stylegan.training.ema import ema_beta
-    from stylegan.training.trainer import Trainer
+    from stylegan.training.phases import Trainer
 
     # Half-life batch*10/32 kimg, at most 0.05 * nimg during the rampup (StyleGAN2-ADA's training loop).
     assert ema_beta(10**6, 32, 10, 0.05) == 0.5 ** (32 / 10000)

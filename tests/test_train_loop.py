@@ -12,7 +12,7 @@ from stylegan.core.errors import UsageError
 from stylegan.data import ImageDataset
 from stylegan.training import TrainingDiverged, prepare_config, train
 from stylegan.training.loss import StyleGANLoss
-from stylegan.training.trainer import Trainer
+from stylegan.training.phases import Trainer
 from test_train_common import flags, state_tensors, write_dataset
 
 
@@ -169,7 +169,8 @@ def test_offline_run_skips_a_metric_that_needs_a_download_and_keeps_training(tmp
     run_dir = train(prepare_config(flags(tmp_path, data[16], kimg=0.016, tick=0.008, snap=1, seed=1,
                                          metrics="fid50k_full"), quiet=True))
     out = capsys.readouterr().out
-    assert sorted(Path(run_dir).glob("network-snapshot-*.safetensors"))[-1].name == "network-snapshot-000000.safetensors"
+    newest = sorted(Path(run_dir).glob("network-snapshot-*.safetensors"))[-1]
+    assert newest.name == "network-snapshot-000000.safetensors"
     assert out.count("skipped fid50k_full for the rest of this run") == 1 and "--metrics swd16k" in out
     assert "weights not found" in out and "--feature-dir" in out
     assert calls == ["fid50k_full"]                          # later snapshots did not try again

@@ -1,4 +1,5 @@
-"""Training: config presets, losses, EMA, training state, the loop, and the demo.
+"""Training: config presets, the phases and their optimizers (phases.py), losses, EMA, training state, the loop,
+and the demo.
 
     from stylegan.training import TrainingFlags, prepare_config, train
     config = prepare_config(TrainingFlags(outdir='runs', cfg='stylegan3-t', data='data.zip', batch=32, gamma=8.2))

@@ -43,7 +43,8 @@ DEMO_RESOLUTION = 32
 DEMO_FLAGS = dict(cfg="stylegan3-t", batch=16, gamma=0.05, cbase=4096, cmax=32, kimg=4, tick=0.5, snap=2,
                   mirror=True, aug="noaug", workers=0, seed=0, metrics="none")
 # Fine-tuning the shipped network: its own training flags (scripts/train_emoji_model.py), with D's first block
-# (fromrgb, conv0, conv1, skip at 32 px) frozen (Freeze-D, Mo et al. 2020) and a short length. --cfg, --cbase, --cmax and --map-depth come from the file.
+# (fromrgb, conv0, conv1, skip at 32 px) frozen (Freeze-D, Mo et al. 2020) and a short length. --cfg, --cbase,
+# --cmax and --map-depth come from the file.
 FINETUNE_FLAGS = dict(batch=32, gamma=0.05, freezed=4, mirror=True, aug="ada", tick=1, snap=1000, workers=0, seed=0,
                       metrics="none")
 

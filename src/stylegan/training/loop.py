@@ -26,7 +26,7 @@ from stylegan.training.images import grid_indices, grid_shape, save_image_grid
 from stylegan.training.plots import plot_curves
 from stylegan.training.state import load_training_state, save_training_state
 from stylegan.training.stats import TickLog, format_duration, peak_memory_gb
-from stylegan.training.trainer import Trainer
+from stylegan.training.phases import Trainer
 
 # A run stops when the losses have been NaN or Inf for this many consecutive steps (the gradients of such
 # steps are zeroed, so the networks stop changing and the run would only burn time).

@@ -162,7 +162,7 @@ def _check_networks_fit(state: TrainingState, path: Path) -> None:
     (the limits network files get, io/limits.py)."""
     from stylegan.io.limits import build_network_within, network_budget
     from stylegan.training.config import TrainingConfig
-    from stylegan.training.trainer import network_configs
+    from stylegan.training.phases import network_configs
 
     with torch.random.fork_rng(devices=[]):     # the trial build draws random weights; the run's stream stays
         for key, config in zip(("G", "D"), network_configs(TrainingConfig.from_dict(state.config))):

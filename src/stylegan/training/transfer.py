@@ -107,7 +107,7 @@ def check_pretrained(config: TrainingConfig, path: str) -> float | None:
     """Raise a UsageError that names every difference between the file's networks and this run's; return the
     file's ADA p (a training snapshot's augment_pipe.p), or None when it has none. The networks read are kept
     for load_pretrained."""
-    from stylegan.training.trainer import network_configs
+    from stylegan.training.phases import network_configs
     g_config, d_config = network_configs(config)
     nets = _networks(path, keep=True)
     diffs = _differences(g_config, nets["g_ema"].config, _G_FIELDS)

@@ -1,4 +1,5 @@
-"""One training run's networks, optimizers and counters; `step()` trains on one global minibatch.
+"""The training phases (Gmain, Greg, Dmain, Dreg), their optimizers and counters: `Trainer.step()` trains on one
+global minibatch.
 
 Order of operations per step (NVIDIA's training loop): Gmain, Greg (every pl_interval steps), Dmain, Dreg (every
 r1_interval steps), each phase zeroing, accumulating (over batch_gpu chunks: the mean of the chunks, or with
@@ -148,7 +149,8 @@ class Trainer:
             self._data = iter(loader)
         images, labels = next(self._data)                                       # uint8 [B, C, H, W], [B, label_dim]
         images = images.to(self.device, non_blocking=True).to(torch.float32) / 127.5 - 1
-        return list(images.split(self.config.run.batch_gpu)), list(labels.to(self.device).split(self.config.run.batch_gpu))
+        chunk = self.config.run.batch_gpu
+        return list(images.split(chunk)), list(labels.to(self.device).split(chunk))
 
     def _latents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """z [phases, per_rank, z_dim] and labels [phases, per_rank, label_dim] for this rank, from (seed, nimg)."""
