@@ -128,12 +128,14 @@ def test_presets_are_the_papers_groups():
     for name, spec in AUGMENT_PRESETS.items():
         pipe = augment_pipe_from_preset(name)
         assert all(getattr(pipe, k) == 1 for k in spec)
-        assert sum(getattr(pipe, k) > 0 for k in pipe.init_kwargs if not k.endswith(("_max", "_std", "_size", "_bands"))) == len(spec)
+        strengths = [k for k in pipe.init_kwargs if not k.endswith(("_max", "_std", "_size", "_bands"))]
+        assert sum(getattr(pipe, k) > 0 for k in strengths) == len(spec)
 
 
 def test_default_standard_deviations_are_the_papers():
     pipe = AugmentPipe()
-    assert (pipe.xint_max, pipe.scale_std, pipe.rotate_max, pipe.aniso_std, pipe.xfrac_std) == (0.125, 0.2, 1, 0.2, 0.125)
+    assert (pipe.xint_max, pipe.scale_std, pipe.rotate_max, pipe.aniso_std, pipe.xfrac_std) == \
+        (0.125, 0.2, 1, 0.2, 0.125)
     assert (pipe.brightness_std, pipe.contrast_std, pipe.hue_max, pipe.saturation_std) == (0.2, 0.5, 1, 1)
     assert (pipe.imgfilter_std, pipe.imgfilter_bands, pipe.noise_std, pipe.cutout_size) == (1, [1, 1, 1, 1], 0.1, 0.5)
 
@@ -163,7 +165,8 @@ def test_pipe_state_is_p_and_rebuilds_from_init_kwargs():
 
 def test_config_defaults_are_ada_bgc_target_06():
     cfg = AugmentConfig.from_flags()
-    assert (cfg.mode, cfg.p, cfg.target, cfg.augpipe, cfg.interval, cfg.speed_kimg) == ("ada", 0.0, 0.6, "bgc", 4, 500.0)
+    assert (cfg.mode, cfg.p, cfg.target, cfg.augpipe, cfg.interval, cfg.speed_kimg) == \
+        ("ada", 0.0, 0.6, "bgc", 4, 500.0)
     assert AugmentConfig(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
 
 

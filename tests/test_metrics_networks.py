@@ -64,10 +64,12 @@ def _tf_legacy_resize(img: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros((c, size, size))
     for oy in range(size):
         sy = oy * h / size
-        y0 = int(np.floor(sy)); y1 = min(y0 + 1, h - 1); fy = sy - y0
+        y0 = int(np.floor(sy))
+        y1, fy = min(y0 + 1, h - 1), sy - y0
         for ox in range(size):
             sx = ox * w / size
-            x0 = int(np.floor(sx)); x1 = min(x0 + 1, w - 1); fx = sx - x0
+            x0 = int(np.floor(sx))
+            x1, fx = min(x0 + 1, w - 1), sx - x0
             top = img[:, y0, x0] * (1 - fx) + img[:, y0, x1] * fx
             bottom = img[:, y1, x0] * (1 - fx) + img[:, y1, x1] * fx
             out[:, oy, ox] = top * (1 - fy) + bottom * fy
@@ -165,9 +167,11 @@ class NvC(nn.Module):
     def __init__(self, cin, mid):
         super().__init__()
         self.conv = NvConv(cin, 192, 1, 1)
-        self.tower = _seq(conv=NvConv(cin, mid, 1, 1), conv_1=NvConv(mid, mid, 1, 7, pw=3), conv_2=NvConv(mid, 192, 7, 1, ph=3))
-        self.tower_1 = _seq(conv=NvConv(cin, mid, 1, 1), conv_1=NvConv(mid, mid, 7, 1, ph=3), conv_2=NvConv(mid, mid, 1, 7, pw=3),
-                            conv_3=NvConv(mid, mid, 7, 1, ph=3), conv_4=NvConv(mid, 192, 1, 7, pw=3))
+        self.tower = _seq(conv=NvConv(cin, mid, 1, 1), conv_1=NvConv(mid, mid, 1, 7, pw=3),
+                          conv_2=NvConv(mid, 192, 7, 1, ph=3))
+        self.tower_1 = _seq(conv=NvConv(cin, mid, 1, 1), conv_1=NvConv(mid, mid, 7, 1, ph=3),
+                            conv_2=NvConv(mid, mid, 1, 7, pw=3), conv_3=NvConv(mid, mid, 7, 1, ph=3),
+                            conv_4=NvConv(mid, 192, 1, 7, pw=3))
         self.tower_2 = _seq(pool=_avgpool(), conv=NvConv(cin, 192, 1, 1))
 
     def forward(self, x):
@@ -203,8 +207,9 @@ class NvE(nn.Module):
     def forward(self, x):
         a = self.tower_conv(x)
         b = self.tower_1_conv_1(self.tower_1_conv(x))
-        return torch.cat([self.conv(x), self.tower_mixed_conv(a), self.tower_mixed_conv_1(a), self.tower_1_mixed_conv(b),
-                          self.tower_1_mixed_conv_1(b), self.tower_2_conv(self.tower_2_pool(x))], 1)
+        return torch.cat([self.conv(x), self.tower_mixed_conv(a), self.tower_mixed_conv_1(a),
+                          self.tower_1_mixed_conv(b), self.tower_1_mixed_conv_1(b),
+                          self.tower_2_conv(self.tower_2_pool(x))], 1)
 
 
 class NvInception(nn.Module):
@@ -214,8 +219,9 @@ class NvInception(nn.Module):
             conv=NvConv(3, 32, 3, 3, stride=2), conv_1=NvConv(32, 32, 3, 3), conv_2=NvConv(32, 64, 3, 3, ph=1, pw=1),
             pool0=nn.MaxPool2d(3, stride=2), conv_3=NvConv(64, 80, 1, 1), conv_4=NvConv(80, 192, 3, 3),
             pool1=nn.MaxPool2d(3, stride=2), mixed=NvA(192, 32), mixed_1=NvA(256, 64), mixed_2=NvA(288, 64),
-            mixed_3=NvB(288), mixed_4=NvC(768, 128), mixed_5=NvC(768, 160), mixed_6=NvC(768, 160), mixed_7=NvC(768, 192),
-            mixed_8=NvD(768), mixed_9=NvE(1280, False), mixed_10=NvE(2048, True), pool2=nn.AvgPool2d(8))
+            mixed_3=NvB(288), mixed_4=NvC(768, 128), mixed_5=NvC(768, 160), mixed_6=NvC(768, 160),
+            mixed_7=NvC(768, 192), mixed_8=NvD(768), mixed_9=NvE(1280, False), mixed_10=NvE(2048, True),
+            pool2=nn.AvgPool2d(8))
         self.output = nn.Linear(2048, 1008)
 
     def forward(self, img):
@@ -295,7 +301,8 @@ def _write_vgg_files(folder, seed=0, fc=False):
     state = {k: v for k, v in state.items() if k.startswith("features.") or (fc and k.startswith("classifier."))}
     torch.save(state, folder / "vgg16-397923af.pth")
     g = torch.Generator().manual_seed(seed + 1)
-    heads = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate((64, 128, 256, 512, 512))}
+    heads = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g)
+             for k, c in enumerate((64, 128, 256, 512, 512))}
     torch.save(heads, folder / "vgg.pth")
     return state, heads
 
@@ -327,7 +334,8 @@ def test_lpips_embedding_distance_is_lpips(tmp_path):
         direct = model.lpips_distance(a, b)
         # LPIPS by its definition, layer by layer, written out here once more.
         x = torch.cat([a, b]) / 127.5 - 1
-        x = (x - torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)) / torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+        shift, scale = torch.tensor([-0.030, -0.088, -0.188]), torch.tensor([0.458, 0.448, 0.450])
+        x = (x - shift.view(1, 3, 1, 1)) / scale.view(1, 3, 1, 1)
         total = torch.zeros(2)
         k = 0
         for i, layer in enumerate(model.features[:30]):

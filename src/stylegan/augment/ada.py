@@ -50,7 +50,8 @@ class AdaController:
         if not 0 <= target <= 1:
             raise ValueError(f"target must be in [0, 1], got {target}")
         self.pipe = pipe
-        self.batch_size, self.target, self.interval, self.speed_kimg = int(batch_size), float(target), int(interval), float(speed_kimg)
+        self.batch_size, self.target = int(batch_size), float(target)
+        self.interval, self.speed_kimg = int(interval), float(speed_kimg)
         self.p = 0.0
         self.rt: float | None = None        # r_t of the last completed interval; None before the first one
         self._batches = 0                   # minibatches since the last adjustment

@@ -8,8 +8,9 @@ StyleGAN2-ADA (Karras et al. 2020), Appendix B:
     and amplifies each band by its own random gain.
 
 The coefficients are the standard published values of these wavelets (Daubechies, "Ten Lectures on
-Wavelets", 1992, Sec. 6.4 for the least-asymmetric family; the same numbers PyWavelets ships as sym2/sym6). tests/test_augment_wavelets.py checks they are orthonormal and have
-the expected number of vanishing moments, which a wrong digit would break.
+Wavelets", 1992, Sec. 6.4 for the least-asymmetric family; the same numbers PyWavelets ships as sym2/sym6).
+tests/test_augment_wavelets.py checks they are orthonormal and have the expected number of vanishing moments,
+which a wrong digit would break.
 """
 from __future__ import annotations
 

@@ -20,7 +20,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     name = (name or "auto").strip().lower()
     kind = name.split(":")[0]
     if kind not in DEVICE_CHOICES:
-        raise UsageError(f"--device: unknown device '{name}'; choose one of {', '.join(DEVICE_CHOICES)} (cuda:N also works)")
+        raise UsageError(f"--device: unknown device '{name}'; choose one of {', '.join(DEVICE_CHOICES)} "
+                         "(cuda:N also works)")
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -131,7 +131,8 @@ def label_sampler(opts: MetricOptions, batch: int, seed: int) -> Iterator[torch.
         while True:
             yield torch.zeros([batch, 0], device=opts.device)
     if opts.data is None:
-        raise StyleGANError("the generator is conditional: its labels are drawn from the real images; pass --data DATASET")
+        raise StyleGANError("the generator is conditional: its labels are drawn from the real images; "
+                            "pass --data DATASET")
     dataset = open_dataset(opts, xflip=False)
     rng = np.random.default_rng(seed)
     get_label = getattr(dataset, "get_label", None) or (lambda i: dataset[i][1])

@@ -73,7 +73,8 @@ def compute_fid(opts: MetricOptions, max_real: int | None, num_gen: int, xflip: 
 
 def compute_kid(opts: MetricOptions, max_real: int | None, num_gen: int, xflip: bool) -> float:
     detector, ident = _inception(opts)
-    real = dataset_stats(opts, open_dataset(opts, xflip), detector, ident, _cap(max_real, opts.max_real), capture_all=True)
+    real = dataset_stats(opts, open_dataset(opts, xflip), detector, ident, _cap(max_real, opts.max_real),
+                         capture_all=True)
     gen = generator_stats(opts, detector, _count(num_gen, opts.num_gen), "kid", capture_all=True)
     return formulas.kernel_inception_distance(real.features, gen.features, num_subsets=100, max_subset_size=1000,
                                               seed=opts.seed)
@@ -240,14 +241,16 @@ def calc_metric(name: str, G: torch.nn.Module | None = None, data=None, *, devic
     return out
 
 
-def report_metric(result: dict, run_dir: str | os.PathLike | None = None, snapshot_pkl: str | os.PathLike | None = None) -> str:
+def report_metric(result: dict, run_dir: str | os.PathLike | None = None,
+                  snapshot_pkl: str | os.PathLike | None = None) -> str:
     """Append `result` as one JSON line to <run_dir>/metric-<name>.jsonl (rank 0 only); return the line.
 
     snapshot_pkl is stored relative to run_dir, as NVIDIA's calc_metrics does.
     """
     if run_dir is not None and snapshot_pkl is not None:
         snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)
-    line = json.dumps(dict(result, snapshot_pkl=None if snapshot_pkl is None else str(snapshot_pkl), timestamp=time.time()))
+    snapshot = None if snapshot_pkl is None else str(snapshot_pkl)
+    line = json.dumps(dict(result, snapshot_pkl=snapshot, timestamp=time.time()))
     if run_dir is not None and dist.get_rank() == 0:
         path = Path(run_dir) / f"metric-{result['metric']}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
