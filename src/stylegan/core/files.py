@@ -22,25 +22,6 @@ def _make_temp(path: Path) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[object]:
-    """Open a temporary file next to `path`; on success it replaces `path` in one rename, on error it vanishes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _make_temp(path)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path for writers that need a file name (PIL, safetensors, zipfile); rename on success."""
     path = Path(path)
@@ -58,6 +39,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[object]:
+    """Open a temporary file next to `path`; on success it replaces `path` in one rename, on error it vanishes."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 def atomic_save_bytes(path: str | os.PathLike, data: bytes) -> None:
