@@ -356,3 +356,14 @@ def test_a_training_state_whose_config_claims_terabytes_is_refused(tmp_path, dat
     line = one_line_exit_2(["train", "--outdir", str(tmp_path / "runs"), "--resume", str(path), "--device", "cpu"],
                            capsys)
     assert path.name in line and "more than the file holds" in line
+
+
+def test_an_allocation_nothing_foresaw_is_still_one_line(tmp_path, monkeypatch, capsys):
+    # The last line of defence in the CLI: a MemoryError that no reader's check caught is one line, exit 2.
+    import stylegan.io
+
+    def runs_out(path):
+        raise MemoryError()
+
+    monkeypatch.setattr(stylegan.io, "describe_network_file", runs_out)
+    assert "out of memory" in one_line_exit_2(["info", str(tmp_path / "any.pkl")], capsys)

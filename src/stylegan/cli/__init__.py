@@ -106,6 +106,12 @@ def main(argv=None):
     except StyleGANError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except MemoryError:
+        # The readers check what a file claims before allocating it (io/limits.py); this is the last line of
+        # defence, for an allocation nothing foresaw, or a machine too small for what was asked.
+        click.echo("error: out of memory; if a file was given, it may claim more than it holds (a damaged or "
+                   "forged file), else ask for less (a smaller --batch or resolution)", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
