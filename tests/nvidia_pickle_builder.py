@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylegan.networks.presets import (build_from_config, discriminator_config_from_nvidia_kwargs,
-                                       generator_config_from_nvidia_kwargs)
+from stylegan.io.nvidia_kwargs import discriminator_config_from_nvidia_kwargs, generator_config_from_nvidia_kwargs
+from stylegan.networks.presets import build_from_config
 
 DUMMY_SOURCE = "# test stand-in for an NVIDIA module's source; never executed\n"
 

@@ -29,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 from stylegan.core.errors import StyleGANError, UsageError
 from stylegan.io.formats import sniff_format
 from stylegan.io.limits import build_network_within, network_budget
+from stylegan.io.nvidia_kwargs import discriminator_config_from_nvidia_kwargs, generator_config_from_nvidia_kwargs
 from stylegan.io.tf_pickle import TFNetwork, convert_discriminator, convert_generator
 from stylegan.io.unpickler import BASIC_GLOBALS, NUMPY_GLOBALS, TORCH_GLOBALS, restricted_load
 
@@ -359,10 +360,9 @@ def _nvidia_class(record: NetworkRecord) -> str:
 
 def network_config(record: NetworkRecord):
     """Our GeneratorConfig or DiscriminatorConfig for a record."""
-    from stylegan.networks.presets import (discriminator_config_from_nvidia_kwargs,
-                                           generator_config_from_nvidia_kwargs)
-    convert = generator_config_from_nvidia_kwargs if record.kind == "generator" else discriminator_config_from_nvidia_kwargs
-    return convert(record.init_kwargs, _nvidia_class(record))
+    if record.kind == "generator":
+        return generator_config_from_nvidia_kwargs(record.init_kwargs, _nvidia_class(record))
+    return discriminator_config_from_nvidia_kwargs(record.init_kwargs, _nvidia_class(record))
 
 
 class _SkipRandomInit(TorchFunctionMode):

@@ -7,7 +7,7 @@ Imports only stylegan.ops and stylegan.core (see the layering in shared/STYLE.md
 """
 from stylegan.networks.config import (
     CFGS, DiscriminatorConfig, GeneratorConfig, MappingConfig, StyleGAN2SynthesisConfig, StyleGAN3SynthesisConfig,
-    config_from_dict, discriminator_config_from_nvidia_kwargs, generator_config_from_nvidia_kwargs)
+    config_from_dict)
 from stylegan.networks.discriminator import Discriminator
 from stylegan.networks.layers import FullyConnectedLayer, Conv2dLayer, MappingNetwork
 from stylegan.networks.presets import (
@@ -17,8 +17,7 @@ from stylegan.networks.stylegan3 import Generator as StyleGAN3Generator
 
 __all__ = [
     "CFGS", "PRESETS", "GeneratorConfig", "DiscriminatorConfig", "MappingConfig", "StyleGAN2SynthesisConfig",
-    "StyleGAN3SynthesisConfig", "config_from_dict", "generator_config_from_nvidia_kwargs",
-    "discriminator_config_from_nvidia_kwargs", "build_generator", "build_discriminator", "build_from_config",
+    "StyleGAN3SynthesisConfig", "config_from_dict", "build_generator", "build_discriminator", "build_from_config",
     "generator_config", "discriminator_config", "StyleGAN2Generator", "StyleGAN3Generator", "Discriminator",
     "MappingNetwork", "FullyConnectedLayer", "Conv2dLayer",
 ]

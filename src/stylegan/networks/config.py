@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from stylegan.core.errors import StyleGANError, UsageError
+from stylegan.core.errors import UsageError
 
 FAMILIES = ("stylegan2", "stylegan3")
 CFGS = ("stylegan2", "stylegan3-t", "stylegan3-r")      # train.py --cfg values
@@ -118,7 +118,7 @@ class _Config:
 @dataclass(frozen=True)
 class MappingConfig(_Config):
     """MappingNetwork arguments (StyleGAN, Sec. 2: z -> w through an MLP with a 100x lower learning rate)."""
-    num_layers: int = 8                         # fully connected layers (train.py --map-depth: 8 for stylegan2, 2 for stylegan3)
+    num_layers: int = 8                         # fully connected layers (--map-depth: 8 for stylegan2, 2 for stylegan3)
     embed_features: int | None = None           # width of the label embedding; None = w_dim
     layer_features: int | None = None           # width of the hidden layers; None = w_dim
     activation: str = "lrelu"                   # activation of every layer
@@ -146,7 +146,7 @@ class StyleGAN2SynthesisConfig(_Config):
     channel_base: int = 32768                   # channels at resolution r are min(channel_base // r, channel_max)
     channel_max: int = 512                      # largest number of channels in any layer
     num_fp16_res: int = 4                       # run the N highest resolutions in fp16 (on CUDA only)
-    conv_clamp: float | None = 256              # clamp conv outputs to +-X (StyleGAN2-ADA, keeps fp16 finite); None = off
+    conv_clamp: float | None = 256              # clamp conv outputs to +-X (ADA; keeps fp16 finite); None = off
     architecture: str = "skip"                  # 'orig', 'skip' (output skips, the default) or 'resnet'
     resample_filter: tuple = (1, 3, 3, 1)       # FIR taps used for up/downsampling
     use_noise: bool = True                      # per-pixel noise inputs with learned strength
@@ -170,9 +170,9 @@ class StyleGAN2SynthesisConfig(_Config):
 @dataclass(frozen=True)
 class StyleGAN3SynthesisConfig(_Config):
     """StyleGAN3 SynthesisNetwork / SynthesisLayer arguments (Karras et al. 2021, Sec. 3-4 and Appendix F)."""
-    channel_base: int = 32768                   # channels of layer i are rint(min((channel_base / 2) / f_c[i], channel_max))
+    channel_base: int = 32768                   # layer i: rint(min((channel_base / 2) / f_c[i], channel_max)) channels
     channel_max: int = 512                      # largest number of channels in any layer
-    num_fp16_res: int = 4                       # fp16 for layers whose sampling rate * 2**N exceeds the resolution (CUDA only)
+    num_fp16_res: int = 4                       # fp16 where sampling rate * 2**N > resolution (CUDA only)
     conv_clamp: float | None = 256              # clamp pre-activation values to +-X; None = off
     num_layers: int = 14                        # synthesis layers, not counting the Fourier input and ToRGB
     num_critical: int = 2                       # critically sampled layers at the end
@@ -194,7 +194,8 @@ class StyleGAN3SynthesisConfig(_Config):
         _check_capacity(o, self)
         _check_int(o, "num_layers", self.num_layers, 1)
         if not (_is_int(self.num_critical) and 0 <= self.num_critical < self.num_layers):
-            _fail(o, "num_critical", self.num_critical, f"use an integer in [0, num_layers - 1 = {self.num_layers - 1}]")
+            _fail(o, "num_critical", self.num_critical,
+                  f"use an integer in [0, num_layers - 1 = {self.num_layers - 1}]")
         for name in ("first_cutoff", "first_stopband", "last_stopband_rel", "output_scale"):
             v = getattr(self, name)
             if not (_is_number(v) and v > 0):
@@ -267,7 +268,7 @@ class DiscriminatorConfig(_Config):
     resample_filter: tuple = (1, 3, 3, 1)       # FIR taps used for downsampling
     fp16_channels_last: bool = False            # channels-last memory format in the fp16 blocks
     freeze_layers: int = 0                      # Freeze-D: the first N layers become buffers (train.py --freezed)
-    mbstd_group_size: int | None = 4            # minibatch-stddev group size (train.py --mbstd-group); None = whole batch
+    mbstd_group_size: int | None = 4            # minibatch-stddev group size (--mbstd-group); None = whole batch
     mbstd_num_channels: int = 1                 # minibatch-stddev feature channels; 0 = no minibatch stddev
     mapping: MappingConfig = field(default_factory=lambda: MappingConfig(w_avg_beta=None))   # maps c to cmap
     cfg: str | None = None                      # the train.py --cfg preset it was built for, where known
@@ -311,114 +312,3 @@ def config_from_dict(data: dict[str, Any] | NetworkConfig) -> NetworkConfig:
         kind = data.get("kind") if isinstance(data, dict) else type(data).__name__
         raise UsageError(f"network config: kind {kind!r} is not known; expected one of {', '.join(CONFIG_KINDS)}")
     return CONFIG_KINDS[data["kind"]].from_dict(data)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# NVIDIA's recorded constructor arguments (a pickle's init_kwargs) -> our configs.
-#
-# NVIDIA pickles record only the arguments that were passed; the rest are the class defaults, which differ by
-# repository: stylegan2-ada-pytorch ('training.networks') defaults to num_fp16_res=0, conv_clamp=None,
-# w_avg_beta=0.995 and nests the synthesis arguments under 'synthesis_kwargs'; the stylegan3 repository
-# ('training.networks_stylegan2' / 'training.networks_stylegan3') uses our defaults, except that its StyleGAN3
-# mapping network has 2 layers by default.
-
-NVIDIA_MODULES = {
-    "training.networks": "stylegan2-ada",
-    "training.networks_stylegan2": "stylegan2",
-    "training.networks_stylegan3": "stylegan3",
-}
-_NV_TOP = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
-_NV_MAPPING = {
-    "stylegan2": {f.name for f in dataclasses.fields(MappingConfig)},
-    "stylegan3": {"num_layers", "lr_multiplier", "w_avg_beta"},
-}
-_NV_DEFAULTS = {   # source -> (mapping defaults, synthesis defaults) where they differ from ours
-    "stylegan2-ada": ({"w_avg_beta": 0.995}, {"num_fp16_res": 0, "conv_clamp": None,
-                                               # ADA picks the grouped conv exactly when not training
-                                               "fused_modconv_default": "inference_only"}),
-    "stylegan2": ({}, {}),
-    "stylegan3": ({"num_layers": 2}, {}),
-}
-
-
-def _nvidia_source(class_name: str | None, kwargs: dict) -> str:
-    if class_name:
-        module = class_name if class_name in NVIDIA_MODULES else class_name.rpartition(".")[0]
-        if module not in NVIDIA_MODULES:
-            raise StyleGANError(f"NVIDIA network class {class_name!r} is not supported; expected a class from "
-                                f"{', '.join(NVIDIA_MODULES)}")
-        return NVIDIA_MODULES[module]
-    if "synthesis_kwargs" in kwargs:
-        return "stylegan2-ada"
-    sg3_only = {f.name for f in dataclasses.fields(StyleGAN3SynthesisConfig)} - \
-        {f.name for f in dataclasses.fields(StyleGAN2SynthesisConfig)}
-    return "stylegan3" if sg3_only & set(kwargs) else "stylegan2"
-
-
-def _take(kwargs: dict, allowed: set[str], what: str) -> dict:
-    unknown = sorted(set(kwargs) - allowed)
-    if unknown:
-        raise StyleGANError(f"NVIDIA {what} argument(s) {', '.join(unknown)} are not supported by this toolkit")
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
-
-
-def _infer_cfg(family: str, synthesis: StyleGAN2SynthesisConfig | StyleGAN3SynthesisConfig) -> str:
-    if family == "stylegan2":
-        return "stylegan2"
-    return "stylegan3-r" if synthesis.use_radial_filters and synthesis.conv_kernel == 1 else "stylegan3-t"
-
-
-def generator_config_from_nvidia_kwargs(init_kwargs: dict, class_name: str | None = None) -> GeneratorConfig:
-    """The GeneratorConfig for NVIDIA's Generator(**init_kwargs).
-
-    class_name: the pickled class ('training.networks_stylegan3.Generator', ...) or its module; it decides the
-    defaults of unrecorded arguments. None guesses from the arguments (nested synthesis_kwargs = ADA; any
-    StyleGAN3-only argument = StyleGAN3; otherwise the stylegan3 repository's StyleGAN2)."""
-    kwargs = {k: v for k, v in dict(init_kwargs).items()}
-    source = _nvidia_source(class_name, kwargs)
-    family = "stylegan3" if source == "stylegan3" else "stylegan2"
-    missing = [k for k in _NV_TOP if k not in kwargs]
-    if missing:
-        raise StyleGANError(f"NVIDIA generator arguments lack {', '.join(missing)}")
-    top = {k: kwargs.pop(k) for k in _NV_TOP}
-    mapping_kwargs = dict(kwargs.pop("mapping_kwargs", None) or {})
-    synthesis_kwargs = dict(kwargs.pop("synthesis_kwargs", None) or {}) if source == "stylegan2-ada" else {}
-    synthesis_kwargs.update(kwargs)
-    if family == "stylegan2" and synthesis_kwargs.get("kernel_size", 3) == 3:
-        synthesis_kwargs.pop("kernel_size", None)                     # NVIDIA's only value; not a field of ours
-
-    mapping_defaults, synthesis_defaults = _NV_DEFAULTS[source]
-    synthesis_cls = SYNTHESIS_CONFIGS[family]
-    mapping = MappingConfig(**{**mapping_defaults, **_take(mapping_kwargs, _NV_MAPPING[family], "mapping")})
-    synthesis_fields = {f.name for f in dataclasses.fields(synthesis_cls)}
-    synthesis = synthesis_cls(**{**synthesis_defaults, **_take(synthesis_kwargs, synthesis_fields, "synthesis")})
-    return GeneratorConfig(family=family, cfg=_infer_cfg(family, synthesis), mapping=mapping, synthesis=synthesis,
-                           **top)
-
-
-def discriminator_config_from_nvidia_kwargs(init_kwargs: dict, class_name: str | None = None) -> DiscriminatorConfig:
-    """The DiscriminatorConfig for NVIDIA's Discriminator(**init_kwargs); class_name as for the generator
-    ('training.networks.Discriminator' selects ADA's defaults; None = the stylegan3 repository's)."""
-    kwargs = dict(init_kwargs)
-    missing = [k for k in ("c_dim", "img_resolution", "img_channels") if k not in kwargs]
-    if missing:
-        raise StyleGANError(f"NVIDIA discriminator arguments lack {', '.join(missing)}")
-    source = _nvidia_source(class_name, {}) if class_name else "stylegan2"
-    if source == "stylegan3":
-        raise StyleGANError("NVIDIA's stylegan3 module has no discriminator; StyleGAN3 uses the StyleGAN2 one")
-    block = dict(kwargs.pop("block_kwargs", None) or {})
-    epilogue = dict(kwargs.pop("epilogue_kwargs", None) or {})
-    mapping_kwargs = dict(kwargs.pop("mapping_kwargs", None) or {})
-    mapping_kwargs.pop("w_avg_beta", None)                               # NVIDIA forces None for D's mapping
-    activation = {block.pop("activation", "lrelu"), epilogue.pop("activation", "lrelu")}
-    if len(activation) != 1:
-        raise StyleGANError(f"NVIDIA discriminator uses different block and epilogue activations {sorted(activation)};"
-                            " this toolkit supports one activation")
-    flat = dict(kwargs, **block, **epilogue, activation=activation.pop())
-    if source == "stylegan2-ada":
-        flat = {"num_fp16_res": 0, "conv_clamp": None, **flat}
-    fields = {f.name for f in dataclasses.fields(DiscriminatorConfig)} - {"mapping", "cfg"}
-    flat = _take(flat, fields, "discriminator")
-    mapping = MappingConfig(**_take(mapping_kwargs, _NV_MAPPING["stylegan2"], "discriminator mapping"),
-                            w_avg_beta=None)
-    return DiscriminatorConfig(mapping=mapping, **flat)

@@ -19,9 +19,7 @@ import torch
 from stylegan.core.errors import UsageError
 from stylegan.networks.config import (
     CFGS, DiscriminatorConfig, GeneratorConfig, MappingConfig, StyleGAN2SynthesisConfig, StyleGAN3SynthesisConfig,
-    config_from_dict,
-    # Exported here, next to build_from_config, for the NVIDIA-pickle importer.
-    discriminator_config_from_nvidia_kwargs, generator_config_from_nvidia_kwargs)
+    config_from_dict)
 
 
 @dataclass(frozen=True)
@@ -33,9 +31,11 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "stylegan2":   Preset("stylegan2", map_depth=8, g_channel_mult=1, synthesis=dict(fused_modconv_default="inference_only")),
+    "stylegan2":   Preset("stylegan2", map_depth=8, g_channel_mult=1,
+                          synthesis=dict(fused_modconv_default="inference_only")),
     "stylegan3-t": Preset("stylegan3", map_depth=2, g_channel_mult=1, synthesis=dict()),
-    "stylegan3-r": Preset("stylegan3", map_depth=2, g_channel_mult=2, synthesis=dict(conv_kernel=1, use_radial_filters=True)),
+    "stylegan3-r": Preset("stylegan3", map_depth=2, g_channel_mult=2,
+                          synthesis=dict(conv_kernel=1, use_radial_filters=True)),
 }
 DEFAULT_CBASE = 32768           # train.py --cbase
 DEFAULT_CMAX = 512              # train.py --cmax
