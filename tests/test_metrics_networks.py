@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylegan.core.errors import StyleGANError
+from stylegan.io.limits import FileLimitError
 from stylegan.io import sources
 from stylegan.metrics import weights
 from stylegan.metrics.inception import InceptionV3, tf_resize_bilinear
@@ -422,3 +423,20 @@ def test_a_tensor_pointing_outside_its_storage_is_an_error_not_a_crash(tmp_path)
     (tmp_path / "inception-2015-12-05.pkl").write_bytes(pickle.dumps(_JitWrapped(patched.getvalue())))
     with pytest.raises(StyleGANError, match="cannot read the pickle"):
         weights.load_inception(tmp_path)
+
+
+class _NotAWeight:
+    pass
+
+
+def test_unreadable_weight_files_are_one_line_and_keep_their_error_class(tmp_path):
+    # torch refuses a foreign global in a .pth with a many-line explanation; we pass on its first line.
+    torch.save({"w": _NotAWeight()}, tmp_path / "foreign.pth")
+    with pytest.raises(StyleGANError) as info:
+        weights.read_tensors(tmp_path / "foreign.pth")
+    assert "foreign.pth" in str(info.value) and "\n" not in str(info.value)
+    # Our own reader's refusals keep their class: a caller can tell a forged file from a damaged one.
+    forged = b"\x80\x04\x8e" + (2 ** 40).to_bytes(8, "little") + b"."       # BINBYTES8 claiming 1 TB
+    (tmp_path / "forged.pkl").write_bytes(forged)
+    with pytest.raises(FileLimitError, match="forged.pkl"):
+        weights.read_tensors(tmp_path / "forged.pkl")

@@ -106,10 +106,13 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".pkl":
             return read_pickled_tensors(path.read_bytes())
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except StyleGANError as exc:
-        raise StyleGANError(f"{path}: {exc}") from None
+    except StyleGANError as exc:            # keeps its class (FileLimitError, UnsafePickleError) for callers
+        raise type(exc)(f"{path}: {exc}") from None
     except Exception as exc:  # a truncated or foreign file: say which, not a traceback
-        raise StyleGANError(f"cannot read {path} ({type(exc).__name__}: {exc}); replace it with a good copy") from None
+        # torch's UnpicklingError explains weights_only over many lines; its first line names the problem.
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise StyleGANError(f"cannot read {path} ({type(exc).__name__}: {first_line}); "
+                            "replace it with a good copy") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
