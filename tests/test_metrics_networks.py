@@ -18,7 +18,7 @@ from torch import nn
 
 from stylegan.core.errors import StyleGANError
 from stylegan.io.limits import FileLimitError
-from stylegan.io import sources
+from stylegan.io import fetch
 from stylegan.metrics import weights
 from stylegan.metrics.inception import InceptionV3, tf_resize_bilinear
 from stylegan.metrics.vgg import CONV_INDICES, VGG16
@@ -390,7 +390,7 @@ def test_failed_download_gives_the_same_clear_error(tmp_path, monkeypatch):
         calls.append(url)
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(sources.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", no_network)
     with pytest.raises(StyleGANError, match="vgg16-397923af.pth"):
         weights.load_vgg16(tmp_path, need_fc=False)
     assert calls == [weights.VGG16_TORCHVISION.url]
@@ -398,12 +398,12 @@ def test_failed_download_gives_the_same_clear_error(tmp_path, monkeypatch):
 
 def test_download_is_checked_against_its_checksum(tmp_path, monkeypatch):
     monkeypatch.delenv("STYLEGAN_OFFLINE")
-    monkeypatch.setattr(sources.urllib.request, "urlopen",
+    monkeypatch.setattr(fetch.urllib.request, "urlopen",
                         lambda url, timeout=None: urllib.response.addinfourl(io.BytesIO(b"not the weights"), {}, url))
     with pytest.raises(StyleGANError, match="SHA-256"):
         weights.load_inception(tmp_path)
-    assert not (sources.cache_dir() / "features" / "pt_inception-2015-12-05-6726825d.pth").exists()
-    assert not list((sources.cache_dir() / "features").glob(".*tmp*"))
+    assert not (fetch.cache_dir() / "features" / "pt_inception-2015-12-05-6726825d.pth").exists()
+    assert not list((fetch.cache_dir() / "features").glob(".*tmp*"))
 
 
 def test_a_tensor_pointing_outside_its_storage_is_an_error_not_a_crash(tmp_path):

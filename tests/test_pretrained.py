@@ -12,7 +12,7 @@ import stylegan
 from stylegan.core.errors import StyleGANError
 from stylegan.generate.showcase import reference_images
 from stylegan.io.bundled import BUNDLED_NETWORKS, bundled_network_path
-from stylegan.io.sources import resolve_source
+from stylegan.io.fetch import resolve_source
 
 PATH = bundled_network_path("emoji")
 RECORD = json.loads(PATH.with_suffix(".json").read_text())

@@ -79,7 +79,7 @@ def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache
     missing = [n for n in names if METRICS[n].needs_data and not data]
     if missing:
         raise UsageError(f"--data: {', '.join(missing)} compare with real images; pass --data DATASET (zip or folder)")
-    from stylegan.io.sources import is_url, local_source
+    from stylegan.io.fetch import is_url, local_source
     if not is_url(network) and not local_source(network).is_file():
         raise UsageError(f"--network: no such file {network}")
     if gpus and gpus > 1 and not dist.launched_by_torchrun():   # the same command in N processes

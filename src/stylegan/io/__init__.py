@@ -8,7 +8,7 @@
     describe_network_file(path) / format_description(info)    what `stylegan info` prints
 
 load_network (network_files.py) picks a reader by looking at the file's first bytes; other formats (NVIDIA
-pickles) register a reader in LOADERS. A path may also be a URL, downloaded once into the cache (sources.py).
+pickles) register a reader in LOADERS. A path may also be a URL, downloaded once into the cache (fetch.py).
 Nothing here runs code from a file: NVIDIA pickles go through a restricted unpickler (nvidia_pickle.py).
 """
 from stylegan.io.network_files import (

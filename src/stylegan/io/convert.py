@@ -18,7 +18,7 @@ import torch
 from stylegan.core.errors import UsageError
 from stylegan.io.formats import sniff_format
 from stylegan.io.nvidia_pickle import build_network, read_nvidia_pickle
-from stylegan.io.sources import resolve_source
+from stylegan.io.fetch import resolve_source
 
 WHAT_CHOICES = ("g_ema", "all")
 

@@ -17,7 +17,7 @@ from stylegan.io.formats import describe_format, sniff_format
 from stylegan.io.nvidia_pickle import is_nvidia_pickle, load_nvidia_network, load_nvidia_networks
 from stylegan.io.safetensors_format import (
     is_safetensors_file, load_network_safetensors, load_networks_safetensors, read_network_file)
-from stylegan.io.sources import resolve_source
+from stylegan.io.fetch import resolve_source
 from stylegan.networks.presets import module_summary
 
 

@@ -20,7 +20,7 @@ from stylegan.core.compile import compiled
 from stylegan.core.errors import StyleGANError
 from stylegan.core.misc import derive_seed
 from stylegan.data import ImageDataset
-from stylegan.io import sources
+from stylegan.io import fetch
 from stylegan.metrics import stats as stats_mod
 
 Detector = Callable[[torch.Tensor], torch.Tensor]  # uint8 images [N, 3, H, W] -> features [N, D]
@@ -58,7 +58,7 @@ class MetricOptions:
     compile: bool = False
 
     def stats_dir(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else sources.cache_dir() / "metrics"
+        return Path(self.cache_dir) if self.cache_dir else fetch.cache_dir() / "metrics"
 
 
 def open_dataset(opts: MetricOptions, xflip: bool):

@@ -12,7 +12,7 @@ VGG16 (precision/recall) and LPIPS heads (PPL)
   vgg16-397923af.pth                      torchvision's VGG16 (downloaded when missing and online)
   vgg.pth                                 the LPIPS v0.1 heads from the `lpips` package (downloaded likewise)
 
-Downloads go through the one download cache (stylegan.io.sources): into the cache's `features` folder, checked
+Downloads go through the one download cache (stylegan.io.fetch): into the cache's `features` folder, checked
 against their SHA-256 before use, once per machine under torchrun. Set STYLEGAN_OFFLINE=1 to never try; a missing
 file then stops with one line (`WeightsUnavailable`) naming the file and where to get it, and so does a download
 that fails, with its reason.
@@ -28,7 +28,7 @@ import torch
 
 from stylegan.core.errors import StyleGANError
 from stylegan.core.files import atomic_path
-from stylegan.io import sources
+from stylegan.io import fetch
 from stylegan.metrics import inception as inception_mod
 from stylegan.metrics import vgg as vgg_mod
 from stylegan.metrics.safe_pickle import read_pickled_tensors
@@ -65,7 +65,7 @@ class WeightsUnavailable(StyleGANError):
 
 def search_dirs(feature_dir: str | os.PathLike | None) -> list[Path]:
     dirs = [Path(feature_dir).expanduser()] if feature_dir else []
-    return dirs + [sources.cache_dir() / "features"]
+    return dirs + [fetch.cache_dir() / "features"]
 
 
 def _find(candidates, dirs: list[Path]) -> Path | None:
@@ -85,12 +85,12 @@ def locate(candidates: tuple[WeightFile, ...], what: str, feature_dir=None, down
     fetchable = [c for c in candidates if c.url and c.sha256]
     target = fetchable[-1] if fetchable else candidates[-1]
     where = " or ".join(str(d) for d in dirs)
-    if download and not sources.offline() and target.url and target.sha256:
+    if download and not fetch.offline() and target.url and target.sha256:
         try:
-            return sources.download(
-                target.url, dest=sources.cache_dir() / "features" / target.name, sha256=target.sha256,
+            return fetch.download(
+                target.url, dest=fetch.cache_dir() / "features" / target.name, sha256=target.sha256,
                 by_hand=f"place {target.name} in {dirs[0]} by hand (or pass --feature-dir DIR holding it)")
-        except sources.DownloadError as exc:
+        except fetch.DownloadError as exc:
             raise WeightsUnavailable(f"{what} weights not found in {where}, and {exc}") from None
     names = ", ".join(c.name for c in candidates)
     raise WeightsUnavailable(f"{what} weights not found (looked for {names} in {where}); download {target.url} "

@@ -93,7 +93,7 @@ def run_demo(outdir: str | os.PathLike = "demo-runs", device: str = "cpu", optio
     from stylegan.generate.translate import translate_images
     from stylegan.generate.video import VideoOptions, make_video
     from stylegan.io import save_network
-    from stylegan.io.sources import resolve_source
+    from stylegan.io.fetch import resolve_source
 
     o = options or DemoOptions()
     start = time.time()

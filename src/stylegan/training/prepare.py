@@ -17,7 +17,7 @@ from stylegan.core import dist
 from stylegan.core.device import resolve_device
 from stylegan.core.errors import StyleGANError, UsageError
 from stylegan.data import ImageDataset
-from stylegan.io.sources import is_url, local_source, resolve_source
+from stylegan.io.fetch import is_url, local_source, resolve_source
 from stylegan.networks import generator_config
 from stylegan.training import rundir
 from stylegan.training.config import (

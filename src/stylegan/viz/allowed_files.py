@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from stylegan.core.errors import UsageError
-from stylegan.io.sources import local_source
+from stylegan.io.fetch import local_source
 from stylegan.training.state import is_training_state
 from stylegan.viz.params import ParamError
 

@@ -1,4 +1,4 @@
-"""Network sources: local paths, and URLs downloaded into the cache, verified and reused. Only file:// URLs and a
+"""Fetching files: local paths, and URLs downloaded into the cache, verified and reused. Only file:// URLs and a
 local HTTP server on 127.0.0.1 are used; nothing leaves the machine."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from stylegan.core.errors import StyleGANError
 from stylegan.io.formats import describe_format, sniff_format
-from stylegan.io.sources import DownloadError, cache_dir, cached_path, download, is_url, resolve_source
+from stylegan.io.fetch import DownloadError, cache_dir, cached_path, download, is_url, resolve_source
 
 PAYLOAD = b"\x80\x04" + bytes(range(256)) * 64
 
