@@ -19,7 +19,8 @@ def command(src, dest, what, overwrite):
     Examples:
       stylegan convert stylegan3-t-ffhq-1024x1024.pkl ffhq-t.safetensors
       stylegan convert network-snapshot-000400.pkl snapshot.safetensors --what all
-      stylegan convert https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/stylegan3-r-afhqv2-512x512.pkl afhq-r.safetensors
+      url=https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/stylegan3-r-afhqv2-512x512.pkl
+      stylegan convert $url afhq-r.safetensors
     """
     from stylegan.io.convert import convert_network
 

@@ -220,7 +220,8 @@ def read_nvidia_pickle(file: str | os.PathLike | BinaryIO, *, name: str | None =
                 raise StyleGANError(f"{name}: {key} is a {type(data[key]).__name__}, not an NVIDIA network")
         gens = [data[k] for k in ("G_ema", "G") if data.get(k) is not None and data[k].class_name == "Generator"]
         ada = is_ada_generator(gens[0]) if gens else None
-        networks = {key: snapshot_record(data[key], ada=ada) for key in ("G", "D", "G_ema") if data.get(key) is not None}
+        networks = {key: snapshot_record(data[key], ada=ada) for key in ("G", "D", "G_ema")
+                    if data.get(key) is not None}
         return NvidiaPickle("snapshot", networks, _extras(data))
 
     raise StyleGANError(f"{name} is a pickle but not an NVIDIA network pickle: it holds {_describe(data)} "
@@ -316,7 +317,8 @@ def snapshot_record(obj: PersistentObject, *, ada: bool | None = None) -> Networ
         origin = "stylegan2-ada-pytorch" if ada else "stylegan3"
         return NetworkRecord("discriminator", "discriminator", origin, kwargs, obj.tensors())
 
-    raise StyleGANError(f"an NVIDIA {obj.class_name} is not a network we can build (expected Generator or Discriminator)")
+    raise StyleGANError(f"an NVIDIA {obj.class_name} is not a network we can build "
+                        "(expected Generator or Discriminator)")
 
 
 def is_ada_generator(obj: PersistentObject) -> bool:
@@ -376,7 +378,8 @@ class _SkipRandomInit(TorchFunctionMode):
         return self._RANDOM.get(func, func)(*args, **(kwargs or {}))
 
 
-def build_network(record: NetworkRecord, device: str | torch.device = "cpu", *, what: str = "network") -> torch.nn.Module:
+def build_network(record: NetworkRecord, device: str | torch.device = "cpu", *,
+                  what: str = "network") -> torch.nn.Module:
     """Our module for a record, with every parameter and buffer taken from the file (eval mode, no grads)."""
     config = network_config(record)
     # Every parameter is then copied from the file's tensors, so arguments that describe a larger network than
@@ -404,7 +407,8 @@ def load_tensors(module: torch.nn.Module, record: NetworkRecord, *, what: str = 
             parts.append(f"missing from the file: {', '.join(missing[:4])}" + (" ..." if len(missing) > 4 else ""))
         if unused:
             parts.append(f"not in our network: {', '.join(unused[:4])}" + (" ..." if len(unused) > 4 else ""))
-        raise StyleGANError(f"{what}: the file does not match the network built from its arguments ({'; '.join(parts)})")
+        raise StyleGANError(f"{what}: the file does not match the network built from its arguments "
+                            f"({'; '.join(parts)})")
     adopted: set[int] = set()
     with torch.no_grad():
         for name, dst in ours.items():
@@ -439,7 +443,8 @@ def _key_for(what: str, keys: list[str], name: str) -> str:
     return key
 
 
-def load_nvidia_network(path: str | os.PathLike, what: str = "g_ema", device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_nvidia_network(path: str | os.PathLike, what: str = "g_ema",
+                        device: str | torch.device = "cpu") -> torch.nn.Module:
     """One network ('g_ema', 'g' or 'd') of an NVIDIA pickle, as our module."""
     name = Path(path).name
     data = read_nvidia_pickle(path)

@@ -203,7 +203,8 @@ def _load_modules(path: Path, keys: list[str], configs: dict, device) -> dict[st
     return {key: m.eval().requires_grad_(False).to(device) for key, m in modules.items()}
 
 
-def load_networks_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
+def load_networks_safetensors(path: str | os.PathLike,
+                              device: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
     """Every network in the file, by key ('G', 'D', 'G_ema')."""
     path = _existing(path)
     configs, meta = read_network_file(path)

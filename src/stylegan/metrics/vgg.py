@@ -166,11 +166,13 @@ def load_state(model: VGG16, tensors: dict[str, torch.Tensor], source: str, need
     for name, needed, what, fix in needs:
         if needed and not present[name]:
             missing = sorted(groups[name] - set(tensors))
-            raise StyleGANError(f"{source} lacks {what} (e.g. {missing[0]}); add {fix} to the feature folder (--feature-dir)")
+            raise StyleGANError(f"{source} lacks {what} (e.g. {missing[0]}); add {fix} to the feature folder "
+                                "(--feature-dir)")
     keys = set().union(*(keys for name, keys in groups.items() if present[name]))
     for k in keys:
         if tuple(tensors[k].shape) != tuple(expected[k].shape):
-            raise StyleGANError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, expected {tuple(expected[k].shape)}")
+            raise StyleGANError(f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, "
+                                f"expected {tuple(expected[k].shape)}")
     model.load_state_dict({k: tensors[k].to(torch.float32) for k in keys}, strict=False, assign=True)
     model.has_lpips, model.has_fc = present["lpips"], present["fc"]
     return model

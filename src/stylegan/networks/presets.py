@@ -85,7 +85,7 @@ def _split_overrides(overrides: dict, groups: dict[str, type], what: str) -> lis
 def generator_config(cfg: str, resolution: int, c_dim: int = 0, *,
                      cbase: int | None = None,          # train.py --cbase (default 32768); doubled for stylegan3-r
                      cmax: int | None = None,           # train.py --cmax (default 512); doubled for stylegan3-r
-                     map_depth: int | None = None,      # train.py --map-depth (default 8 for stylegan2, 2 for stylegan3)
+                     map_depth: int | None = None,      # --map-depth (default 8 for stylegan2, 2 for stylegan3)
                      batch: int = DEFAULT_BATCH,        # train.py --batch: sets stylegan3's magnitude_ema_beta
                      fp16: bool = True,                 # False = train.py --fp32 (num_fp16_res=0, conv_clamp=None)
                      img_channels: int = 3,             # image color channels
