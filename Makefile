@@ -22,10 +22,12 @@ demo: $(STAMP)
 	$(PY) -m stylegan demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	bash scripts/ensure_chromium.sh || true
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
