@@ -107,3 +107,19 @@ def test_the_shipped_network_is_measured_by_name(tmp_path, monkeypatch, capsys):
           "--device", "cpu"])
     entry = json.loads((tmp_path / "metric-swd16k.jsonl").read_text().splitlines()[-1])
     assert entry["results"]["swd16k"] > 0
+
+
+def test_gpus_relaunches_the_command_it_was_given_not_sys_argv(tmp_path, monkeypatch):
+    # Called from Python, sys.argv is pytest's; the relaunch must rebuild the metrics command from its own values.
+    net = _network_file(tmp_path, FourierG(), monkeypatch)
+    launched = []
+    monkeypatch.setattr(cli_metrics.dist, "launched_by_torchrun", lambda: False)
+    monkeypatch.setattr(cli_metrics.dist, "run_under_torchrun", lambda n, args: launched.append((n, args)) or 0)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["metrics", "--network", str(net), "--metrics", "eqt50k_int", "--num-gen", "4", "--device", "cpu",
+              "--gpus", "2", "--mirror"])
+    assert exit_info.value.code == 0
+    (n, args), = launched
+    assert n == 2 and args[0] == "metrics" and "--gpus" not in args and "--mirror" in args
+    assert args[args.index("--network") + 1] == str(net) and args[args.index("--num-gen") + 1] == "4"
+    assert args[args.index("--metrics") + 1] == "eqt50k_int" and "--compile" not in args

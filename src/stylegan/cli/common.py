@@ -27,3 +27,15 @@ def projection_options(fn):
     ]):
         fn = option(fn)
     return fn
+
+
+def as_command_line(ctx: click.Context, leave_out: tuple[str, ...] = ()) -> list[str]:
+    """The command `ctx` parsed, rebuilt from its values (`metrics --network G.pkl ...`): what a relaunch under
+    torchrun runs again, the same whether the command came from a shell or from `main([...])` in Python."""
+    args = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or param.name in leave_out or value is None or value is False:
+            continue
+        args += [param.opts[0]] if param.is_flag else [param.opts[0], str(value)]
+    return args

@@ -1,12 +1,11 @@
 """`stylegan metrics`: evaluate a trained generator with NVIDIA's quality metrics (docs/metrics.md)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from stylegan.cli.common import device_option
+from stylegan.cli.common import as_command_line, device_option
 from stylegan.core import dist
 from stylegan.core.errors import UsageError
 from stylegan.metrics import METRICS
@@ -83,7 +82,8 @@ def command(network, data, metric_list, mirror, device, gpus, feature_dir, cache
     if not is_url(network) and not local_source(network).is_file():
         raise UsageError(f"--network: no such file {network}")
     if gpus and gpus > 1 and not dist.launched_by_torchrun():   # the same command in N processes
-        raise SystemExit(dist.run_under_torchrun(gpus, sys.argv[1:]))
+        again = as_command_line(click.get_current_context(), leave_out=("gpus",))
+        raise SystemExit(dist.run_under_torchrun(gpus, again))
     dist.torchrun_world(gpus)
 
     dev = dist.process_device(device)

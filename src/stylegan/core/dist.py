@@ -72,14 +72,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# torch.distributed.run's main, except that a failed process ends the launcher with that process's exit status and
+# nothing more: the process has already printed its one-line error, and torchrun would add a Python traceback and
+# a failure table to it.
+_QUIET_TORCHRUN = """
+import logging, os, sys
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import main
+if "LOGLEVEL" not in os.environ:
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+try:
+    main(sys.argv[1:])
+except ChildFailedError as exc:
+    code = exc.get_first_failure()[1].exitcode
+    sys.exit(code if code > 0 else 1)
+"""
+
+
 def torchrun_command(nproc: int, args: Sequence[str]) -> list[str]:
-    """`python -m torch.distributed.run ... -m stylegan ARGS` for nproc processes on this machine."""
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+    """torchrun (torch.distributed.run) `... -m stylegan ARGS` for nproc processes on this machine."""
+    return [sys.executable, "-c", _QUIET_TORCHRUN, "--nnodes", "1", "--nproc_per_node", str(nproc),
             "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "stylegan", *args]
 
 
 def run_under_torchrun(nproc: int, args: Sequence[str]) -> int:
-    """Run `stylegan ARGS` (a command and its flags) in nproc processes; returns the launcher's exit status."""
+    """Run `stylegan ARGS` (a command and its flags) in nproc processes; returns the launcher's exit status.
+    torchrun's own log lines are left out unless LOGLEVEL asks for them."""
     return subprocess.call(torchrun_command(nproc, args))
 
 
