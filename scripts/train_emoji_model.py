@@ -72,9 +72,10 @@ def export(outdir: Path, snapshot: Path | None = None) -> Path:
     return dest
 
 
-def swd_report(outdir: Path) -> dict:
+def swd_report(outdir: Path, snapshot: Path | None = None) -> dict:
     """SWD x 1e3 (stylegan.metrics.swd) of the shipped network, of an untrained network of the same config, and of
-    the real-vs-real floor: each set against a random half of the training images, with equal counts (the first
+    the real-vs-real floor (or of `snapshot` in place of the shipped network, to judge it before exporting it):
+    each set against a random half of the training images, with equal counts (the first
     half of the reals, or as many generated images), since SWD's sampling bias depends on the counts."""
     import numpy as np
     import torch
@@ -90,7 +91,7 @@ def swd_report(outdir: Path) -> dict:
     reals = reals[np.random.default_rng(0).permutation(len(reals))]   # the set is sorted by code point: shuffle
     half = len(reals) // 2
     first, second = reals[:half], reals[half:2 * half]
-    G = stylegan.load_network("emoji")
+    G = stylegan.load_network(snapshot or "emoji")
     torch.manual_seed(0)
     untrained = stylegan.build_generator(G.config.cfg, G.img_resolution, **_architecture(G)).eval()
 
@@ -99,7 +100,7 @@ def swd_report(outdir: Path) -> dict:
 
     report = {"images_per_set": half,
               "real_vs_real": swd_between(first, second),
-              "shipped_vs_real": swd_between(fakes(G), second),
+              "network_vs_real": swd_between(fakes(G), second),        # the shipped one, or --snapshot
               "untrained_vs_real": swd_between(fakes(untrained), second)}
     print(json.dumps(report, indent=1))
     return report
@@ -119,7 +120,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
     parser.add_argument("--export", action="store_true",
                         help="copy G_ema and D of the newest snapshot into the package")
-    parser.add_argument("--snapshot", type=Path, help="with --export: this network-snapshot-*.safetensors instead")
+    parser.add_argument("--snapshot", type=Path,
+                        help="with --export or --swd: this network-snapshot-*.safetensors instead")
     parser.add_argument("--swd", action="store_true", help="SWD of the shipped network, an untrained one, and the "
                         "real-vs-real floor (docs/pretrained.md)")
     args = parser.parse_args()
@@ -127,7 +129,7 @@ def main() -> None:
         if args.export:
             export(args.outdir, args.snapshot)
         if args.swd:
-            swd_report(args.outdir)
+            swd_report(args.outdir, args.snapshot)
         return
     args.outdir.mkdir(parents=True, exist_ok=True)
     command = train_command(args.outdir, args.kimg, args.device)
