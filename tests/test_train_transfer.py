@@ -1,6 +1,6 @@
 """Fine-tuning from an NVIDIA training snapshot (network-snapshot-*.pkl, written here by the test helper in
 NVIDIA's pickle layout; nothing downloaded), or from ours: the weights are loaded, ADA starts at the snapshot's p
-unless --p is given, and the run counts kimg from 0 unless --resume-kimg is given (issue 4), pointing out the
+unless --p is given, and the run counts kimg from 0 unless --resume-kimg is given (as NVIDIA's does), pointing out the
 file's kimg."""
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ def adopt_file_settings(config: TrainingConfig, path: str, augment_p: float | No
 
     ADA's p: with --aug ada and no --p, the run starts at the file's p, so that D is not suddenly shown
     unaugmented images it learned to see augmented. The kimg: the run counts from 0 (or --resume-kimg), as
-    issue 4 specifies for transfer learning; a snapshot's kimg in the file name is only pointed out."""
+    NVIDIA's train.py does for transfer learning; a snapshot's kimg in the file name is only pointed out."""
     name = Path(path).name
     if config.augment.mode == "ada" and not p_given and augment_p is not None:
         config.augment.p = float(augment_p)
