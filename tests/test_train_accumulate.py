@@ -21,7 +21,7 @@ from stylegan.training.config import (DataOptions, LossOptions, NetworkOptions, 
 from stylegan.training.ema import TrackedBuffers
 from stylegan.training.loop import describe_config
 from stylegan.training.state import load_training_state, save_training_state
-from stylegan.training.phases import Trainer
+from stylegan.training.phases import Trainer, fold_chunk_grads
 from test_train_common import write_dataset
 
 CHUNKS = 2
@@ -131,9 +131,10 @@ def test_pl_mean_and_w_avg_follow_the_modes_formula(steps, mode):
 
 @pytest.mark.slow
 def test_nvidia_sums_the_chunk_gradients_and_mean_averages_them(steps):
-    # Gmain is the step's first phase: both modes start it from the same networks, latents and noise.
+    # Gmain is the step's first phase: both modes start it from the same networks, latents and noise, and add the
+    # same chunk gradients in the same order; mean then divides by 2, which is exact.
     for mean, summed in zip(steps["mean"]["Gmain_grads"], steps["nvidia"]["Gmain_grads"]):
-        torch.testing.assert_close(summed, CHUNKS * mean, rtol=1e-5, atol=1e-9)
+        assert torch.equal(summed, CHUNKS * mean)
 
 
 @pytest.mark.slow                   # a StyleGAN3 step on the CPU, about 10 s
@@ -190,6 +191,21 @@ def test_nvidia_mode_resumes_exactly(tmp_path):
     want, got = straight.state_tensors()[0], resumed.state_tensors()[0]
     assert want.keys() == got.keys()
     assert [k for k in want if not torch.equal(want[k], got[k])] == []
+
+
+def test_chunks_backpropagate_into_empty_grads_and_add_in_chunk_order():
+    # What makes one process with two chunks compute what two processes compute: a chunk's backward passes (Dmain's
+    # fakes, then reals) add up on their own, and the chunks then add as the all-reduce adds the ranks.
+    param = torch.nn.Parameter(torch.zeros(1000))
+    terms = torch.randn([2, 2, 1000], generator=torch.Generator().manual_seed(0))     # [chunk, pass, param]
+    total: list = []
+    for chunk in terms:
+        for term in chunk:
+            (param * term).sum().backward()
+        total = fold_chunk_grads([param], total)
+    assert param.grad is None
+    assert torch.equal(total[0], (terms[0, 0] + terms[0, 1]) + (terms[1, 0] + terms[1, 1]))
+    assert not torch.equal(total[0], ((terms[0, 0] + terms[0, 1]) + terms[1, 0]) + terms[1, 1])   # .grad's order
 
 
 class _Tracker(torch.nn.Module):

@@ -12,6 +12,16 @@ from stylegan.core import dist
 _TRACKED_BUFFER = re.compile(r"(^|\.)[^.]+_(avg|ema)$")
 
 
+def average_(total: torch.Tensor, count: int) -> torch.Tensor:
+    """In place, the mean of `count` values per rank whose sum on this rank is `total`: summed across ranks, then
+    divided once by count * world size. One process with k chunks and k processes with one chunk each thus do the
+    same float operations as long as the in-process sum adds the chunks as the all-reduce adds the ranks, which for
+    k = 2 is the single, commutative add a + b. A no-op for one value in a world of one."""
+    dist.all_reduce_sum_(total)
+    count *= dist.get_world_size()
+    return total.div_(count) if count > 1 else total
+
+
 def ema_beta(nimg: int, batch: int, ema_kimg: float, ema_rampup: float | None) -> float:
     """Per-step decay for a half-life of ema_kimg thousand images, shorter at the start with the rampup
     (StyleGAN2-ADA, Appendix: the half-life is at most rampup * nimg)."""
@@ -79,9 +89,8 @@ class TrackedBuffers:
         if self._restart:
             if self._chunks == 0:
                 return
-            flat = torch.cat([s.flatten() for s in self._sum]) / self._chunks
+            flat = average_(torch.cat([s.flatten() for s in self._sum]), self._chunks)
         else:
-            flat = torch.cat([b.flatten() for b in self.buffers])
-        dist.all_reduce_mean_(flat)
+            flat = average_(torch.cat([b.flatten() for b in self.buffers]), 1)
         for b, v in zip(self.buffers, flat.split([b.numel() for b in self.buffers])):
             b.copy_(v.reshape(b.shape))

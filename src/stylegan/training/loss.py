@@ -6,17 +6,20 @@ StyleGAN", Sec. 3.1 and 3.2):
     Greg   path length penalty on a shrunk batch:       w_pl * (|J_w^T y| - a)^2         (eq. 4)
     Dmain  D separates reals from fakes:                softplus(D(G(z))) + softplus(-D(x))
     Dreg   R1 penalty on reals:                         gamma / 2 * |grad_x D(x)|^2       (Mescheder et al. 2018)
-A phase's gradient is accumulated over the batch_gpu chunks of one step, in one of two ways (--accumulate):
+A phase's gradient is accumulated over the batch_gpu chunks of one step, in one of two ways (--accumulate). In
+both, every chunk backpropagates mean(loss) * gain into empty .grads, and the phase (phases.py) adds the chunks'
+gradients in chunk order, as the all-reduce adds the ranks'.
 
-    mean    every chunk adds mean(loss) * gain / chunks, so the result is the gradient of the mean over the
-            whole batch, whatever the chunking. Running statistics that NVIDIA updates chunk by chunk (the path
-            length mean a, and G's w_avg and magnitude EMAs, see ema.TrackedBuffers) are updated from the value
-            at the start of the phase in every chunk and then averaged over chunks and ranks. With one chunk on
-            one process this is NVIDIA's update exactly; with more it is the same whatever the split, which is
-            what makes N processes equal to one.
-    nvidia  NVIDIA's loop under gradient accumulation: every chunk adds mean(loss) * gain (the chunk gradients
-            are summed), and the statistics advance once per chunk, each chunk continuing from the last. Only
-            the ranks' values are averaged at the end of the phase, so that every rank holds the same state.
+    mean    the sum of the chunks' gradients, summed over the ranks, is divided once by the number of chunks in
+            the step, so the result is the gradient of the mean over the whole batch, whatever the chunking.
+            Running statistics that NVIDIA updates chunk by chunk (the path length mean a, and G's w_avg and
+            magnitude EMAs, see ema.TrackedBuffers) are updated from the value at the start of the phase in every
+            chunk, then summed over chunks and ranks and divided likewise (ema.average_). With one chunk on one
+            process this is NVIDIA's update exactly; with more, one process with two chunks computes the same
+            bits as two processes with one chunk each.
+    nvidia  NVIDIA's loop under gradient accumulation: the chunk gradients are summed, and the statistics advance
+            once per chunk, each chunk continuing from the last. Only the ranks' values are averaged at the end
+            of the phase, so that every rank holds the same state.
 """
 from __future__ import annotations
 
@@ -25,10 +28,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from stylegan.core import dist
 from stylegan.core.compile import compiled
 from stylegan.ops.upfirdn2d import filter2d
 from stylegan.training.config import LossOptions
+from stylegan.training.ema import average_
 from stylegan.training.stats import TrainingStats
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
@@ -117,11 +120,11 @@ class StyleGANLoss:
 
     def end_phase(self, phase: str) -> None:
         if phase == "Greg" and self._pl_chunks > 0:
-            self.pl_mean.copy_(dist.all_reduce_mean_(self._pl_mean_sum / self._pl_chunks))
+            self.pl_mean.copy_(average_(self._pl_mean_sum.clone(), self._pl_chunks))
 
     def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
                              gen_c: torch.Tensor, gain: float, nimg: int, stats: TrainingStats) -> None:
-        """Add this chunk's share of `phase`'s gradient to the .grad of the module being trained."""
+        """Backpropagate this chunk's loss for `phase`, times gain, into the .grad of the module being trained."""
         o = self.options
         blur_sigma = self.blur_sigma(nimg)
 

@@ -17,6 +17,12 @@ process layout:
 So N processes with batch/N images each compute what one process computes with batch_gpu-sized chunks, and a
 resumed run repeats exactly what the uninterrupted run would have done: only the model, optimizer, EMA, ADA and
 path length state and the counters need to be restored.
+
+Float order. Each chunk backpropagates into empty .grads and the chunks' gradients are added in chunk order
+(fold_chunk_grads), summed over ranks and divided once by the chunks in the step (ema.average_), so one process
+adds its chunks as the all-reduce adds the ranks'. For two chunks against two processes that is the same single
+add, and the bits are the same (on one CPU thread each: a convolution's gradient sums in an order that depends on
+the thread count). For more, the all-reduce's order is the backend's, and the two agree to float rounding.
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ from stylegan.core.misc import derive_seed
 from stylegan.data import InfiniteSampler
 from stylegan.networks import build_from_config, discriminator_config, generator_config
 from stylegan.training.config import TrainingConfig
-from stylegan.training.ema import TrackedBuffers, ema_beta, update_ema
+from stylegan.training.ema import TrackedBuffers, average_, ema_beta, update_ema
 from stylegan.training.loss import StyleGANLoss
 from stylegan.training.state import TrainingState, load_optimizer, module_tensors, optimizer_tensors, restore_rng
 from stylegan.training.stats import TrainingStats
@@ -73,6 +79,26 @@ class _RankBatches:
         while True:
             step = [next(stream) for _ in range(self.batch)]
             yield step[self.lo:self.hi]
+
+
+def fold_chunk_grads(params: list[torch.nn.Parameter], total: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Move the gradient of the chunk just backpropagated out of .grad into the step's running sum, in chunk order.
+
+    Each chunk's backward passes (two in Dmain: fakes, then reals) start from empty .grads, so a chunk's gradient
+    is the same sum of the same terms whether its process holds one chunk or several, and one process adds the
+    chunks' gradients as the all-reduce adds the ranks': (gen0 + real0) + (gen1 + real1), not
+    ((gen0 + real0) + gen1) + real1. The cost is one gradient-sized buffer per parameter, for steps of several
+    chunks only."""
+    if not total:
+        total = [None] * len(params)
+    for i, p in enumerate(params):
+        if p.grad is not None:
+            if total[i] is None:
+                total[i] = p.grad
+            else:
+                total[i].add_(p.grad)
+            p.grad = None
+    return total
 
 
 class Trainer:
@@ -193,21 +219,24 @@ class Trainer:
         for p in phase.params:
             p.requires_grad_(True)
         tracked = phase.name == "Dmain"     # the phase that runs G with update_emas=True
-        # Lazy regularisation scales the gradient by the interval; the chunks' gradients are averaged, or with
-        # --accumulate nvidia summed as in NVIDIA's loop (there the gain is not divided by the chunk count).
-        gain = phase.interval if self.per_chunk else phase.interval / self.chunks
         self.loss.begin_phase(phase.name)
         if tracked:
             self.tracked.begin()
+        total: list[torch.Tensor | None] = []
         for j in range(self.chunks):
             torch.manual_seed(derive_seed(self.seed, "noise", self.nimg, phase_idx, self.rank * self.chunks + j))
             if tracked:
                 self.tracked.before_chunk()
             with self.autocast:
+                # Lazy regularisation scales the gradient by the interval.
                 self.loss.accumulate_gradients(phase.name, real_img[j], real_c[j], gen_z[j], gen_c[j],
-                                               gain=gain, nimg=self.nimg, stats=self.stats)
+                                               gain=phase.interval, nimg=self.nimg, stats=self.stats)
             if tracked:
                 self.tracked.after_chunk()
+            if self.chunks > 1:
+                total = fold_chunk_grads(phase.params, total)
+        for p, g in zip(phase.params, total):
+            p.grad = g
         self.loss.end_phase(phase.name)
         if tracked:
             self.tracked.end()
@@ -217,7 +246,9 @@ class Trainer:
         params = [p for p in phase.params if p.grad is not None]
         if params:
             flat = torch.cat([p.grad.flatten() for p in params])
-            dist.all_reduce_mean_(flat)
+            # The chunks' gradients are averaged over the whole step, or with --accumulate nvidia summed on each
+            # rank as in NVIDIA's loop (and averaged over the ranks).
+            average_(flat, 1 if self.per_chunk else self.chunks)
             # As NVIDIA: non-finite gradient values are replaced (NaN -> 0, +-Inf -> +-1e5) rather than applied.
             self.nonfinite_grads += (~torch.isfinite(flat)).sum()
             torch.nan_to_num(flat, nan=0.0, posinf=1e5, neginf=-1e5, out=flat)
