@@ -22,7 +22,8 @@ Float order. Each chunk backpropagates into empty .grads and the chunks' gradien
 (fold_chunk_grads), summed over ranks and divided once by the chunks in the step (ema.average_), so one process
 adds its chunks as the all-reduce adds the ranks'. For two chunks against two processes that is the same single
 add, and the bits are the same (on one CPU thread each: a convolution's gradient sums in an order that depends on
-the thread count). For more, the all-reduce's order is the backend's, and the two agree to float rounding.
+the thread count). More chunks split another way add in other orders (one process left to right, the backend's
+own order over more ranks), and agree to float rounding; docs/training.md has the figures.
 """
 from __future__ import annotations
 
