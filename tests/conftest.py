@@ -10,6 +10,7 @@ import torch  # noqa: E402
 
 import stylegan  # noqa: E402
 from test_generate_support import SPECS, tiny_generator  # noqa: E402
+from test_train_common import write_dataset  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -36,3 +37,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    """A 32-image 16x16 dataset of colour blobs (test_train_common.write_dataset), made once per test module."""
+    return write_dataset(tmp_path_factory.mktemp("data") / "blobs.zip", count=32)

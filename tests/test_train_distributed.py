@@ -21,7 +21,7 @@ from stylegan.core.dist import free_port
 from stylegan.core.errors import UsageError
 from stylegan.training import prepare_config
 from stylegan.training.config import TrainingFlags
-from test_train_common import cli_flags, flag_values, only_run, write_dataset
+from test_train_common import cli_flags, flag_values, only_run
 from test_train_resume import assert_same_state
 
 RUN = dict(kimg=0.016, tick=0.008, snap=100, seed=5, batch=8)    # 2 steps; Greg and Dreg run in the first
@@ -52,22 +52,17 @@ def run_stylegan(args: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("data") / "blobs.zip", count=32)
-
-
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory, dataset):
+def one_process(tmp_path_factory, blobs):
     """One process, the whole batch in two chunks of batch_gpu 4 (what each of two processes has)."""
     outdir = tmp_path_factory.mktemp("one")
-    run_stylegan(train_args(outdir, dataset, batch_gpu=4, **RUN))
+    run_stylegan(train_args(outdir, blobs, batch_gpu=4, **RUN))
     return only_run(outdir)
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory, dataset):
+def two_processes(tmp_path_factory, blobs):
     outdir = tmp_path_factory.mktemp("two")
-    run_stylegan([*train_args(outdir, dataset, **RUN), "--gpus", "2"])
+    run_stylegan([*train_args(outdir, blobs, **RUN), "--gpus", "2"])
     return only_run(outdir)
 
 
@@ -78,14 +73,14 @@ def test_two_gloo_processes_equal_one_process(two_processes, one_process):
 
 
 @pytest.mark.slow
-def test_two_nodes_equal_two_processes_on_one_node(tmp_path, dataset, two_processes):
+def test_two_nodes_equal_two_processes_on_one_node(tmp_path, blobs, two_processes):
     # What docs/training.md tells people to run on each of two machines, with both "machines" on 127.0.0.1: the
     # c10d rendezvous hands out the ranks, each node runs one process, and LOCAL_RANK is 0 on both.
     endpoint = f"127.0.0.1:{free_port()}"
     nodes = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--node-rank",
          str(node), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "two-nodes",
-         "--local-addr", "127.0.0.1", "-m", "stylegan", *train_args(tmp_path / "nodes", dataset, **RUN)],
+         "--local-addr", "127.0.0.1", "-m", "stylegan", *train_args(tmp_path / "nodes", blobs, **RUN)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=one_thread_env()) for node in (0, 1)]
     try:
         outputs = [node.communicate(timeout=TIMEOUT_S) for node in nodes]
@@ -101,11 +96,11 @@ def test_two_nodes_equal_two_processes_on_one_node(tmp_path, dataset, two_proces
 
 
 @pytest.mark.slow
-def test_two_processes_resumed_by_one_equal_one_process(tmp_path, dataset, one_process):
+def test_two_processes_resumed_by_one_equal_one_process(tmp_path, blobs, one_process):
     # The resumed run keeps the saved batch and batch_gpu, so one process takes the two processes' chunks in turn
     # with the same seeds: the same training, bit for bit.
     outdir = tmp_path / "runs"
-    run_stylegan([*train_args(outdir, dataset, **{**RUN, "kimg": RUN["kimg"] / 2}), "--gpus", "2"])
+    run_stylegan([*train_args(outdir, blobs, **{**RUN, "kimg": RUN["kimg"] / 2}), "--gpus", "2"])
     run_stylegan(["train", *cli_flags(dict(outdir=outdir, resume="latest", kimg=RUN["kimg"], gpus=1))])
     resumed = only_run(outdir)
     assert (resumed / "log.txt").read_text().count("Resuming") == 1

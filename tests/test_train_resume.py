@@ -19,7 +19,7 @@ import torch
 
 from stylegan.training import prepare_config, train
 from stylegan.training.config import TrainingFlags
-from test_train_common import cli_flags, flag_values, flags, only_run, state_tensors, write_dataset
+from test_train_common import cli_flags, flag_values, flags, only_run, state_tensors
 
 GOLDEN = Path(__file__).parent / "golden" / "train_losses.json"
 STEPS = 6                   # batch 8: kimg 0.048
@@ -57,15 +57,10 @@ runpy.run_module("stylegan", run_name="__main__")
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("data") / "blobs.zip", count=32)
-
-
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory, dataset):
+def full_run(tmp_path_factory, blobs):
     """The uninterrupted run: 6 steps of tiny StyleGAN2 with ADA, lazy R1 and path length regularisation."""
     outdir = tmp_path_factory.mktemp("full")
-    return train(prepare_config(flags(outdir, dataset, **RUN), quiet=True))
+    return train(prepare_config(flags(outdir, blobs, **RUN), quiet=True))
 
 
 def assert_same_state(a: Path, b: Path) -> None:
@@ -76,9 +71,9 @@ def assert_same_state(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-def test_stopped_and_resumed_run_is_bit_identical(tmp_path, dataset, full_run):
+def test_stopped_and_resumed_run_is_bit_identical(tmp_path, blobs, full_run):
     outdir = tmp_path / "runs"
-    half = train(prepare_config(flags(outdir, dataset, **{**RUN, "kimg": RUN["kimg"] / 2}), quiet=True))
+    half = train(prepare_config(flags(outdir, blobs, **{**RUN, "kimg": RUN["kimg"] / 2}), quiet=True))
     resumed = train(prepare_config(TrainingFlags(outdir=str(outdir), resume="latest", kimg=RUN["kimg"]), quiet=True))
     assert resumed == half                                      # continued in the same directory
     assert_same_state(resumed, full_run)
@@ -89,9 +84,9 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path, dataset, full_run):
 
 
 @pytest.mark.slow
-def test_sigkill_during_snapshot_resumes_from_last_complete_state(tmp_path, dataset, full_run):
+def test_sigkill_during_snapshot_resumes_from_last_complete_state(tmp_path, blobs, full_run):
     outdir = tmp_path / "runs"
-    args = cli_flags(flag_values(outdir, dataset, **RUN))
+    args = cli_flags(flag_values(outdir, blobs, **RUN))
     proc = subprocess.Popen([sys.executable, "-c", STALLING_TRAIN, "train", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
